@@ -1,0 +1,214 @@
+"""``manifest.json`` and the Hugging Face dataset card (``README.md``) of a shard directory.
+
+The manifest is what a reviewer audits: schema version, toolkit version, the recipe and its hash,
+rows/bytes/sha256 for every shard, counts per step and per drop reason, the unreadable inputs and
+the wall time. Everything in it is recomputed from the files on disk, so it is right after a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from curate.schema import SCHEMA_VERSION, SHARD_SCHEMA
+from curate.shards import DATA_DIR, EXCLUDED_DIR, LOGS_DIR, UNREADABLE_DIR
+
+MANIFEST_NAME = "manifest.json"
+
+
+def toolkit_version() -> str:
+    """The installed ``textbooks`` version (``0+unknown`` when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("textbooks")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 2**20) -> str:
+    """Streaming sha256 of a file (constant memory).
+
+    Example:
+        >>> file_sha256(__file__)[:8]  # doctest: +SKIP
+        '3b1f...'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _shard_entries(folder: Path, root: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    entries = []
+    for path in sorted(folder.rglob("*.parquet")):
+        entries.append(
+            {
+                "path": path.relative_to(root).as_posix(),
+                "rows": pq.ParquetFile(path).metadata.num_rows,
+                "bytes": path.stat().st_size,
+                "sha256": file_sha256(path),
+            }
+        )
+    return entries
+
+
+def _step_counts(logs: Path) -> list[dict[str, Any]]:
+    """Sum datatrove's per-task stats into one entry per pipeline step."""
+    from datatrove.utils.stats import PipelineStats
+
+    total = None
+    for stats_file in sorted((logs / "stats").glob("*.json")):
+        stats = PipelineStats.from_json(json.loads(stats_file.read_text()))
+        total = stats if total is None else total + stats
+    if total is None:
+        return []
+    steps = []
+    for step in total.stats:
+        counts = {key: metric.total for key, metric in step.stats.items()}
+        entry: dict[str, Any] = {"name": step.name, "time_s": round(step.time_stats.total, 3)}
+        for key in ("total", "forwarded", "dropped", "documents", "input_files"):
+            if key in counts:
+                entry[key] = int(counts[key])
+        reasons = {k.removeprefix("dropped_"): int(v) for k, v in counts.items() if k.startswith("dropped_")}
+        if reasons:
+            entry["drop_reasons"] = reasons
+        steps.append(entry)
+    return steps
+
+
+def _excluded_reasons(folder: Path) -> dict[str, dict[str, int]]:
+    import pyarrow.parquet as pq
+
+    by_step: dict[str, Counter] = {}
+    for path in sorted(folder.rglob("*.parquet")):
+        table = pq.read_table(path, columns=["filter_step", "filter_reason"])
+        for step, reason in zip(table.column("filter_step").to_pylist(), table.column("filter_reason").to_pylist()):
+            by_step.setdefault(step or "unknown", Counter())[reason or "unknown"] += 1
+    return {step: dict(sorted(c.items())) for step, c in sorted(by_step.items())}
+
+
+def _unreadable(folder: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(folder.glob("*.jsonl")):
+        records.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return sorted(records, key=lambda r: r["path"])
+
+
+def recipe_hash(recipe: dict[str, Any] | None) -> str | None:
+    """sha256 of the recipe's canonical JSON: the same recipe always gives the same hash."""
+    if recipe is None:
+        return None
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_manifest(
+    output_dir: str | os.PathLike,
+    *,
+    stage: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    wall_time_s: float | None = None,
+    inputs: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``manifest.json`` and the dataset card for a finished shard directory; return the manifest.
+
+    Example:
+        >>> manifest = write_manifest("textbooks-out/quickstart", stage="curate")  # doctest: +SKIP
+        >>> manifest["rows"]  # doctest: +SKIP
+        1873
+    """
+    root = Path(output_dir)
+    shards = _shard_entries(root / DATA_DIR, root)
+    excluded = _shard_entries(root / EXCLUDED_DIR, root)
+    excluded_reasons = _excluded_reasons(root / EXCLUDED_DIR)
+    unreadable = _unreadable(root / UNREADABLE_DIR)
+    drop_reasons: Counter = Counter()
+    for reasons in excluded_reasons.values():
+        drop_reasons.update(reasons)
+    rows = sum(s["rows"] for s in shards)
+    excluded_rows = sum(s["rows"] for s in excluded)
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "toolkit_version": toolkit_version(),
+        "stage": stage,
+        "inputs": inputs or [],
+        "recipe": recipe,
+        "recipe_hash": recipe_hash(recipe),
+        "rows": rows,
+        "bytes": sum(s["bytes"] for s in shards),
+        "excluded_rows": excluded_rows,
+        "unreadable_inputs": len(unreadable),
+        # every input is accounted for: kept + excluded + unreadable
+        "accounted_inputs": rows + excluded_rows + len(unreadable),
+        "shards": shards,
+        "excluded_shards": excluded,
+        "steps": _step_counts(root / LOGS_DIR),
+        "drop_reasons": dict(sorted(drop_reasons.items())),
+        "drop_reasons_by_step": excluded_reasons,
+        "unreadable": unreadable,
+        "wall_time_s": None if wall_time_s is None else round(wall_time_s, 3),
+    }
+    if extra:
+        manifest.update(extra)
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    write_dataset_card(root, manifest)
+    return manifest
+
+
+def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """Load a shard directory's ``manifest.json``."""
+    return json.loads((Path(output_dir) / MANIFEST_NAME).read_text())
+
+
+def write_dataset_card(output_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+    """Write a Hugging Face dataset card whose ``configs`` front matter makes ``load_dataset(DIR)`` work."""
+    root = Path(output_dir)
+    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}]
+    if manifest.get("excluded_rows"):
+        configs.append(
+            {"config_name": "excluded", "data_files": [{"split": "train", "path": f"{EXCLUDED_DIR}/**/*.parquet"}]}
+        )
+    front_matter = {"configs": configs, "tags": ["code", "textbooks", "phi-1"], "license": "other"}
+    import yaml
+
+    columns = "\n".join(f"| `{f.name}` | `{f.type}` |" for f in SHARD_SCHEMA)
+    reasons = "\n".join(f"| {r} | {n} |" for r, n in manifest.get("drop_reasons", {}).items()) or "| (none) | 0 |"
+    body = f"""# {manifest.get("stage") or root.name}
+
+Shards written by [textbooks](https://github.com/) {manifest.get("toolkit_version")},
+schema version {manifest.get("schema_version")}, recipe hash `{manifest.get("recipe_hash")}`.
+
+- rows kept: **{manifest.get("rows")}** in {len(manifest.get("shards", []))} shard(s), {manifest.get("bytes")} bytes
+- rows excluded (with a reason): {manifest.get("excluded_rows")}
+- unreadable inputs: {manifest.get("unreadable_inputs")}
+
+```python
+from datasets import load_dataset
+ds = load_dataset("{root.as_posix()}", split="train")
+```
+
+## Columns
+
+| column | type |
+| --- | --- |
+{columns}
+
+## Drop reasons
+
+| reason | rows |
+| --- | --- |
+{reasons}
+
+See `manifest.json` for per-shard checksums and per-step counts.
+"""
+    path = root / "README.md"
+    path.write_text("---\n" + yaml.safe_dump(front_matter, sort_keys=False) + "---\n\n" + body)
+    return path

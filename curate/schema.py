@@ -1,0 +1,128 @@
+"""The on-disk shard schema: one explicit, versioned pyarrow schema for every Parquet shard.
+
+A document in flight is a datatrove ``Document(text, id, metadata)``. On disk it becomes one row of
+:data:`SHARD_SCHEMA`. Metadata keys that name a column become that column; every other key is kept,
+losslessly, in the ``extra`` JSON column, so no step can lose information by writing a shard.
+
+Columns a user filters on are real, typed columns (never strings of JSON):
+
+============== ========= ============================================================================
+column         type      meaning
+============== ========= ============================================================================
+id             string    stable id: the same input always gives the same id (hash of repo + path, ...)
+text           string    the document's text (valid UTF-8)
+source         string    where it came from: ``stdlib``, ``site-packages``, ``jsonl``, ``stackexchange``
+repo           string    repository / package / dataset the document belongs to
+path           string    path of the file inside ``repo``
+license        string    licence hint (SPDX-like), when one could be found
+size_bytes     int64     size of the original file in bytes
+quality_score  float32   classifier score in [0, 1] (curate-quality)
+quality_label  string    label given by a labeler (LLM or heuristic)
+label_source   string    which labeler produced ``quality_label`` (model name or ``heuristic``)
+cluster_id     string    near-duplicate cluster id (curate near-dedup)
+filter_reason  string    why a document was dropped (exclusion shards only)
+filter_step    string    which step dropped it (exclusion shards only)
+model          string    model that generated or scored the row (synth, LLM labels)
+prompt_hash    string    hash of the prompt that generated the row (synth)
+constraints    map       the constraint tuple of a generated row, e.g. ``{"topic": ..., "audience": ...}``
+extra          string    JSON object of any other metadata (kept losslessly)
+============== ========= ============================================================================
+
+Bump :data:`SCHEMA_VERSION` whenever a column is added, removed or changes type, and note it here.
+
+Version history:
+  1 - initial schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+SHARD_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("repo", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("license", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("quality_score", pa.float32()),
+        pa.field("quality_label", pa.string()),
+        pa.field("label_source", pa.string()),
+        pa.field("cluster_id", pa.string()),
+        pa.field("filter_reason", pa.string()),
+        pa.field("filter_step", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("prompt_hash", pa.string()),
+        pa.field("constraints", pa.map_(pa.string(), pa.string())),
+        pa.field("extra", pa.string()),
+    ],
+    metadata={"textbooks.schema_version": str(SCHEMA_VERSION)},
+)
+
+#: metadata keys that are stored as their own column
+COLUMN_KEYS = tuple(name for name in SHARD_SCHEMA.names if name not in ("id", "text", "extra"))
+
+# Keys datatrove's readers add that carry no information once a row is on disk.
+_DROPPED_KEYS = frozenset({"file_path"})
+
+
+def _json_default(value: Any) -> Any:
+    """Make numpy scalars/arrays and other odd values JSON-serialisable instead of failing a write."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def document_to_row(document) -> dict[str, Any]:
+    """Turn a datatrove ``Document`` into a row of :data:`SHARD_SCHEMA`.
+
+    Example:
+        >>> from datatrove.data import Document
+        >>> row = document_to_row(Document(text="x = 1", id="a", metadata={"source": "stdlib", "n": 3}))
+        >>> row["source"], row["extra"]
+        ('stdlib', '{"n": 3}')
+    """
+    metadata = document.metadata or {}
+    row: dict[str, Any] = {"id": str(document.id), "text": document.text}
+    extra = {}
+    for key, value in metadata.items():
+        if key in COLUMN_KEYS:
+            row[key] = value
+        elif key not in _DROPPED_KEYS:
+            extra[key] = value
+    constraints = row.get("constraints")
+    if constraints is not None:
+        row["constraints"] = {str(k): str(v) for k, v in dict(constraints).items()}
+    if row.get("quality_score") is not None:
+        row["quality_score"] = float(row["quality_score"])
+    for key in ("source", "repo", "path", "license", "quality_label", "label_source", "cluster_id",
+                "filter_reason", "filter_step", "model", "prompt_hash"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            row[key] = str(row[key])
+    row["extra"] = json.dumps(extra, sort_keys=True, default=_json_default) if extra else None
+    return row
+
+
+def row_to_metadata(row: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`document_to_row` for everything but ``id`` and ``text``.
+
+    Example:
+        >>> row_to_metadata({"source": "stdlib", "repo": None, "extra": '{"n": 3}'})
+        {'source': 'stdlib', 'n': 3}
+    """
+    metadata = {k: v for k, v in row.items() if k in COLUMN_KEYS and v is not None}
+    if isinstance(metadata.get("constraints"), list):  # pyarrow returns maps as lists of pairs
+        metadata["constraints"] = dict(metadata["constraints"])
+    extra = row.get("extra")
+    if extra:
+        metadata.update(json.loads(extra))
+    return metadata

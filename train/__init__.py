@@ -1,0 +1,24 @@
+"""train: tokenizer, token packing, model presets, the Accelerate trainer and evaluation (pass@k).
+Imports `curate` and `decontam` only.
+
+Public names are imported lazily so importing the package stays fast.
+"""
+
+from importlib import import_module
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {}
+
+# short step name usable in recipes (`uses: NAME`) -> "module:Class"
+STEPS: dict[str, str] = {}
+
+# short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
+JOBS: dict[str, str] = {}
+
+__all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'train' has no attribute {name!r}")
