@@ -7,7 +7,11 @@ Public names are imported lazily so importing the package stays fast.
 from importlib import import_module
 
 # public name -> module that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "load_benchmark": "decontam.benchmarks",
+    "BenchmarkItem": "decontam.benchmarks",
+    "benchmark_checksum": "decontam.benchmarks",
+}
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
 STEPS: dict[str, str] = {}
