@@ -19,12 +19,18 @@ _EXPORTS = {
     "UnreadableLog": "curate.shards",
     "write_manifest": "curate.manifest",
     "read_manifest": "curate.manifest",
+    "SentenceEmbedder": "curate.embed",
+    "CausalLMEmbedder": "curate.embed",
+    "EmbeddingStep": "curate.embed",
+    "load_embeddings": "curate.embed",
+    "DEFAULT_EMBEDDER": "curate.embed",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
 STEPS = {
     "shards": "curate.shards:ShardReader",
     "shard_writer": "curate.shards:ShardWriter",
+    "embed": "curate.embed:EmbeddingStep",
 }
 
 # short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
