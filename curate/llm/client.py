@@ -1,0 +1,621 @@
+"""``LLMClient``: one OpenAI-compatible client for every LLM step (labeling, generation).
+
+It wraps ``openai.AsyncOpenAI`` (any ``base_url``: OpenAI, vLLM, Ollama, ...) with the openai client's
+own retries off (``max_retries=0``) so that retry timing is ours: exponential backoff with jitter on
+429, 5xx, timeouts, dropped connections and malformed bodies, honouring ``Retry-After`` /
+``retry-after-ms`` / ``x-ratelimit-reset-*``. Around it: a concurrency limit, RPM/TPM token buckets,
+a content-addressed sqlite cache (a rerun sends only requests with no cached success), token and cost
+accounting, a hard budget cap, and the Batch API.
+
+The API key is read from the environment at call time and handed to the openai client only; it is
+never stored on this object, logged, cached or written, and error texts are redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from loguru import logger
+
+from curate.llm.cache import TERMINAL_BATCH_STATUSES, ResultCache
+from curate.llm.limits import TokenBucket, backoff_s, proactive_pause_s, retry_after_s
+from curate.llm.pricing import DEFAULT_PRICES, cost_usd, estimate_prompt_tokens, price_for
+from curate.llm.types import BudgetExceeded, LLMRequest, LLMResult
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 200 * 1000 * 1000  # the API's limit is 200 MB; stay at the decimal figure to be safe
+ENDPOINTS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+_KEY_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
+
+
+class LLMClient:
+    """Concurrent, cached, rate-limited, budgeted OpenAI-compatible client.
+
+    >>> client = LLMClient(model="gpt-4o-mini", cache_path="out/llm_cache.sqlite", budget_usd=5.0)
+    >>> results = client.run([LLMRequest(messages=[{"role": "user", "content": "Say hi"}], max_tokens=8)])
+    >>> results[0].ok, results[0].text, client.usage["cost_usd"]            # doctest: +SKIP
+
+    A request that keeps failing comes back ``ok=False`` with its (redacted) error; once the budget
+    cannot cover the next request's worst case, the rest come back ``error="budget_exhausted"``.
+    """
+
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        cache_path: str | Path | None = "out/llm_cache.sqlite",
+        max_concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_retries: int = 6,
+        timeout_s: float = 60.0,
+        budget_usd: float | None = None,
+        prices: dict[str, dict[str, float]] | None = None,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        max_retry_after_s: float = 300.0,
+        seed: int = 0,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.cache_path = Path(cache_path) if cache_path else None
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.rpm = rpm
+        self.tpm = tpm
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self.budget_usd = budget_usd
+        self.prices = {**DEFAULT_PRICES, **(prices or {})}
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
+        self._rng = random.Random(seed)
+        self._cache = ResultCache(self.cache_path) if self.cache_path else None
+        self._warned_no_price: set[str] = set()
+        self.usage = {
+            "requests": 0,  # results returned
+            "sent": 0,  # HTTP attempts made
+            "cached": 0,
+            "ok": 0,
+            "failed": 0,
+            "retries": 0,
+            "budget_exhausted": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_usd": 0.0,
+        }
+        self._reserved_usd = 0.0
+
+    # ------------------------------------------------------------------ keys, prices, estimates
+    def key_for(self, request: LLMRequest) -> str:
+        """The cache key: sha256 of the model and everything in the request that changes the answer."""
+        return request.key_for(self.model)
+
+    def _model_of(self, request: LLMRequest) -> str:
+        return request.model or self.model
+
+    def _price(self, model: str) -> dict[str, float] | None:
+        price = price_for(model, self.prices)
+        if price is None and model not in self._warned_no_price:
+            self._warned_no_price.add(model)
+            logger.warning(f"LLMClient: no price for model {model!r}; its cost counts as 0 (pass prices=...)")
+        return price
+
+    def _worst_case_usd(self, request: LLMRequest, batch: bool = False) -> float:
+        price = self._price(self._model_of(request))
+        return cost_usd(price, estimate_prompt_tokens(request), request.max_tokens, batch=batch)
+
+    @property
+    def spent_usd(self) -> float:
+        return self.usage["cost_usd"]
+
+    def estimate_cost(self, requests: Sequence[LLMRequest]) -> dict:
+        """Cost upper bound of the requests not yet in the cache (prompt tokens ~ chars/4, completions at
+        ``max_tokens``). For ``--dry-run``; sends nothing.
+
+        >>> LLMClient(cache_path=None).estimate_cost([LLMRequest(messages=[{"role": "user", "content": "x" * 400}], max_tokens=100)])["requests"]
+        1
+        """
+        unique = self._unique(requests)
+        cached = self._cache.get_many(unique) if self._cache is not None else {}
+        todo = [r for k, r in unique.items() if k not in cached]
+        prompt_tokens = sum(estimate_prompt_tokens(r) for r in todo)
+        completion = sum(r.max_tokens for r in todo)
+        usd = sum(self._worst_case_usd(r) for r in todo)
+        return {
+            "requests": len(todo),
+            "cached": len(unique) - len(todo),
+            "duplicates": len(requests) - len(unique),
+            "prompt_tokens": prompt_tokens,
+            "max_completion_tokens": completion,
+            "usd": round(usd, 6),
+            "usd_batch": round(sum(self._worst_case_usd(r, batch=True) for r in todo), 6),
+            "model": self.model,
+            "priced": all(price_for(self._model_of(r), self.prices) is not None for r in todo),
+        }
+
+    def _unique(self, requests: Sequence[LLMRequest]) -> dict[str, LLMRequest]:
+        unique: dict[str, LLMRequest] = {}
+        for r in requests:
+            unique.setdefault(self.key_for(r), r)
+        return unique
+
+    # ------------------------------------------------------------------ secrets
+    def _api_key(self) -> str:
+        # never stored on self: read per run, passed straight to the openai client
+        return os.environ.get(self.api_key_env) or "EMPTY"  # local servers (vLLM, Ollama) need none
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return _KEY_LIKE.sub("***", text)
+
+    def _openai(self, max_retries: int = 0):
+        from openai import AsyncOpenAI  # heavy import, only when sending
+
+        base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        return AsyncOpenAI(
+            api_key=self._api_key(), base_url=base_url, max_retries=max_retries, timeout=self.timeout_s
+        )
+
+    # ------------------------------------------------------------------ sync entry points
+    def run(self, requests: Sequence[LLMRequest], raise_on_budget: bool = False) -> list[LLMResult]:
+        """Send the requests (cached ones are answered from the cache) and return results in order."""
+        results = _run_coro(self.arun(requests))
+        if raise_on_budget and any(r.error == "budget_exhausted" for r in results):
+            raise BudgetExceeded(f"budget of ${self.budget_usd} reached", results)
+        return results
+
+    def run_batch(
+        self,
+        requests: Sequence[LLMRequest],
+        poll_interval_s: float = 5.0,
+        max_rounds: int = 3,
+        completion_window: str = "24h",
+        work_dir: str | Path | None = None,
+    ) -> list[LLMResult]:
+        """Batch API: write request files (custom_id = cache key), upload, create batches, poll, import
+        every answer into the cache. Expired/failed/partial batches re-queue only the missing ids (up to
+        ``max_rounds`` submissions). Returns results in request order, like ``run``."""
+        return _run_coro(self.arun_batch(requests, poll_interval_s, max_rounds, completion_window, work_dir))
+
+    # ------------------------------------------------------------------ online
+    async def arun(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
+        keys = [self.key_for(r) for r in requests]
+        unique = dict(zip(keys, requests, strict=True))
+        done: dict[str, LLMResult] = {}
+        if self._cache is not None:
+            for key, row in self._cache.get_many(unique).items():
+                done[key] = self._result_from_row(row, cached=True)
+        todo = [(k, r) for k, r in unique.items() if k not in done]
+        if todo:
+            await self._send_all(todo, done)
+        results = [done[k] for k in keys]
+        self._account(results)
+        return results
+
+    def _account(self, results: list[LLMResult]) -> None:
+        u = self.usage
+        u["requests"] += len(results)
+        for r in results:
+            if r.cached:
+                u["cached"] += 1
+            elif r.ok:
+                u["ok"] += 1
+            elif r.error == "budget_exhausted":
+                u["budget_exhausted"] += 1
+            else:
+                u["failed"] += 1
+
+    async def _send_all(self, todo: list[tuple[str, LLMRequest]], done: dict[str, LLMResult]) -> None:
+        client = self._openai()
+        state = _RunState(TokenBucket(self.rpm), TokenBucket(self.tpm))
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
+
+        async def worker():
+            while True:
+                try:
+                    key, req = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                done[key] = await self._send_one(client, state, key, req)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.max_concurrency, len(todo)))))
+        finally:
+            await client.close()
+
+    def _reserve(self, usd: float) -> bool:
+        if self.budget_usd is None:
+            return True
+        if self.usage["cost_usd"] + self._reserved_usd + usd > self.budget_usd + 1e-12:
+            return False
+        self._reserved_usd += usd
+        return True
+
+    async def _send_one(self, client, state: _RunState, key: str, req: LLMRequest) -> LLMResult:
+        model = self._model_of(req)
+        reserve = self._worst_case_usd(req)
+        if state.budget_stop or not self._reserve(reserve):
+            # a hard cap: the worst case of the next request no longer fits, so stop sending
+            state.budget_stop = True
+            return LLMResult(key=key, ok=False, error="budget_exhausted", model=model)
+        body = req.body(self.model)
+        endpoint = client.chat.completions if req.kind == "chat" else client.completions
+        est_tokens = estimate_prompt_tokens(req) + req.max_tokens
+        error = "no attempt made"
+        attempts = 0
+        try:
+            for attempt in range(self.max_retries + 1):
+                await state.wait_pause()
+                await state.rpm.acquire(1)
+                await state.tpm.acquire(est_tokens)
+                attempts = attempt + 1
+                self.usage["sent"] += 1
+                if attempt:
+                    self.usage["retries"] += 1
+                wait = None
+                try:
+                    raw = await endpoint.with_raw_response.create(**body)
+                    pause = proactive_pause_s(raw.headers)
+                    if pause:
+                        state.pause_for(min(pause, self.max_retry_after_s))
+                    completion = raw.parse()
+                    return self._success(key, req, completion, attempts)
+                except _NotRetryable as e:
+                    error = self._redact(str(e))
+                    break
+                except Exception as e:  # classify: retry, or give up with the reason
+                    retry, wait, error = self._classify(e)
+                    if not retry:
+                        break
+                if attempt < self.max_retries:
+                    delay = backoff_s(attempt, self.backoff_base_s, self.backoff_max_s, self._rng)
+                    if wait is not None:
+                        # the server said when: wait at least that long, and make the other workers wait too
+                        delay = max(delay, min(wait, self.max_retry_after_s))
+                        state.pause_for(min(wait, self.max_retry_after_s))
+                    await asyncio.sleep(delay)
+            return LLMResult(key=key, ok=False, error=error, model=model, attempts=attempts)
+        finally:
+            self._reserved_usd -= reserve if self.budget_usd is not None else 0.0
+
+    def _classify(self, e: Exception) -> tuple[bool, float | None, str]:
+        """-> (retryable, server-requested wait in s, redacted error text)."""
+        import openai
+
+        if isinstance(e, openai.APIStatusError):
+            status = e.status_code
+            headers = e.response.headers if e.response is not None else None
+            msg = f"{type(e).__name__}: HTTP {status}: {getattr(e, 'message', e)}"
+            return status in RETRYABLE_STATUS or status >= 500, retry_after_s(headers), self._redact(msg)
+        if isinstance(e, openai.APITimeoutError):
+            return True, None, f"APITimeoutError: no answer within {self.timeout_s}s"
+        if isinstance(e, openai.APIConnectionError):
+            cause = e.__cause__ or e.__context__
+            return (
+                True,
+                None,
+                self._redact(f"APIConnectionError: {e}" + (f" ({type(cause).__name__})" if cause else "")),
+            )
+        if isinstance(
+            e, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError, TypeError, KeyError)
+        ):
+            return True, None, self._redact(f"malformed response: {type(e).__name__}: {e}")[:500]
+        return False, None, self._redact(f"{type(e).__name__}: {e}")[:500]
+
+    def _success(self, key: str, req: LLMRequest, completion, attempts: int) -> LLMResult:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise ValueError("response has no choices")
+        choice = choices[0]
+        if req.kind == "chat":
+            text = choice.message.content if choice.message is not None else None
+        else:
+            text = choice.text
+        if text is None:
+            raise _NotRetryable(f"empty answer (finish_reason={choice.finish_reason!r})")
+        usage = completion.usage
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
+        ct = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
+        model = getattr(completion, "model", None) or self._model_of(req)
+        usd = cost_usd(self._price(self._model_of(req)), pt, ct)
+        row = {
+            "key": key,
+            "model": model,
+            "text": text,
+            "finish_reason": choice.finish_reason,
+            "prompt_tokens": pt,
+            "completion_tokens": ct,
+            "cost_usd": usd,
+            "system_fingerprint": getattr(completion, "system_fingerprint", None),
+            "source": "online",
+        }
+        self._record_spend(pt, ct, usd)
+        if self._cache is not None:
+            self._cache.put(row)  # committed now: a SIGKILL after this line never re-sends this request
+        return self._result_from_row(row, cached=False, attempts=attempts)
+
+    def _record_spend(self, pt: int, ct: int, usd: float) -> None:
+        self.usage["prompt_tokens"] += pt
+        self.usage["completion_tokens"] += ct
+        self.usage["cost_usd"] += usd
+
+    @staticmethod
+    def _result_from_row(row: dict, cached: bool, attempts: int = 0) -> LLMResult:
+        return LLMResult(
+            key=row["key"],
+            ok=True,
+            text=row["text"],
+            finish_reason=row.get("finish_reason"),
+            usage={
+                "prompt_tokens": row.get("prompt_tokens") or 0,
+                "completion_tokens": row.get("completion_tokens") or 0,
+            },
+            cost_usd=0.0 if cached else float(row.get("cost_usd") or 0.0),
+            model=row.get("model"),
+            system_fingerprint=row.get("system_fingerprint"),
+            cached=cached,
+            attempts=attempts,
+        )
+
+    # ------------------------------------------------------------------ batch API
+    def write_batch_files(
+        self,
+        requests: Sequence[LLMRequest],
+        out_dir: str | Path,
+        skip_cached: bool = True,
+        max_requests: int = BATCH_MAX_REQUESTS,
+        max_bytes: int = BATCH_MAX_BYTES,
+    ) -> list[Path]:
+        """Write OpenAI Batch API request files (JSONL, ``custom_id`` = cache key), one endpoint per file,
+        split at ``max_requests`` lines / ``max_bytes``. Works offline; duplicates and (by default)
+        cached requests are left out. Returns the file paths.
+
+        >>> paths = LLMClient(cache_path=None).write_batch_files(
+        ...     [LLMRequest(messages=[{"role": "user", "content": "hi"}])], "/tmp/batch_doctest")
+        >>> paths[0].name
+        'batch-chat-00000.jsonl'
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        unique = self._unique(requests)
+        if skip_cached and self._cache is not None:
+            cached = self._cache.get_many(unique)
+            unique = {k: r for k, r in unique.items() if k not in cached}
+        paths: list[Path] = []
+        for kind in ("chat", "completion"):
+            lines = [
+                json.dumps(
+                    {"custom_id": k, "method": "POST", "url": ENDPOINTS[kind], "body": r.body(self.model)},
+                    ensure_ascii=False,
+                )
+                + "\n"
+                for k, r in unique.items()
+                if r.kind == kind
+            ]
+            part, size, n = [], 0, 0
+            for line in lines:
+                b = len(line.encode())
+                if part and (len(part) >= max_requests or size + b > max_bytes):
+                    paths.append(self._write_part(out_dir, kind, n, part))
+                    part, size, n = [], 0, n + 1
+                part.append(line)
+                size += b
+            if part:
+                paths.append(self._write_part(out_dir, kind, n, part))
+        return paths
+
+    @staticmethod
+    def _write_part(out_dir: Path, kind: str, n: int, lines: list[str]) -> Path:
+        path = out_dir / f"batch-{kind}-{n:05d}.jsonl"
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    async def arun_batch(
+        self,
+        requests: Sequence[LLMRequest],
+        poll_interval_s: float = 5.0,
+        max_rounds: int = 3,
+        completion_window: str = "24h",
+        work_dir: str | Path | None = None,
+    ) -> list[LLMResult]:
+        if self._cache is None:
+            raise ValueError("run_batch needs a cache_path: batch answers are imported into the cache")
+        keys = [self.key_for(r) for r in requests]
+        unique = dict(zip(keys, requests, strict=True))
+        client = self._openai(max_retries=self.max_retries)  # batch management calls: openai's own retries
+        errors: dict[str, str] = {}
+        rounds: dict[str, int] = {}
+        imported: set[str] = set()
+        try:
+            # batches submitted by an earlier (killed) run: import what they produced first
+            pending = self._cache.open_batches()
+            if pending:
+                await self._poll_and_import(client, pending, poll_interval_s, errors, imported)
+            cached_before = set(self._cache.get_many(unique)) - imported
+            for rnd in range(1, max_rounds + 1):
+                have = set(self._cache.get_many(unique))
+                missing = {
+                    k: r for k, r in unique.items() if k not in have and errors.get(k) != "budget_exhausted"
+                }
+                if not missing:
+                    break
+                todo = {}
+                for k, r in missing.items():  # budget: only what the worst case still covers
+                    if self._reserve(self._worst_case_usd(r, batch=True)):
+                        todo[k] = r
+                    else:
+                        errors[k] = "budget_exhausted"
+                if not todo:
+                    break
+                with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+                    paths = self.write_batch_files(list(todo.values()), tmp)
+                    batch_ids = []
+                    for path in paths:
+                        endpoint = ENDPOINTS["chat"] if "-chat-" in path.name else ENDPOINTS["completion"]
+                        f = await client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
+                        b = await client.batches.create(
+                            input_file_id=f.id, endpoint=endpoint, completion_window=completion_window
+                        )
+                        n = sum(1 for _ in path.open())
+                        self._cache.record_batch(b.id, self.model, endpoint, n, b.status)
+                        batch_ids.append(b.id)
+                        logger.info(f"LLMClient: submitted batch {b.id} ({n} requests, round {rnd})")
+                for k in todo:
+                    rounds[k] = rnd
+                await self._poll_and_import(client, batch_ids, poll_interval_s, errors, imported)
+                self._reserved_usd = 0.0
+        finally:
+            self._reserved_usd = 0.0
+            await client.close()
+        rows = self._cache.get_many(unique)
+        results = []
+        for k in keys:
+            if k in rows:
+                res = self._result_from_row(rows[k], cached=k in cached_before, attempts=rounds.get(k, 0))
+            else:
+                res = LLMResult(
+                    key=k,
+                    ok=False,
+                    error=errors.get(k) or errors.get("__batch__") or "not answered by any batch",
+                    model=self._model_of(unique[k]),
+                    attempts=rounds.get(k, 0),
+                )
+            results.append(res)
+        self._account(results)
+        return results
+
+    async def _poll_and_import(
+        self, client, batch_ids: list[str], poll_interval_s: float, errors: dict[str, str], imported: set[str]
+    ) -> None:
+        open_ids = list(batch_ids)
+        while open_ids:
+            still = []
+            for bid in open_ids:
+                b = await client.batches.retrieve(bid)
+                if b.status not in TERMINAL_BATCH_STATUSES:
+                    still.append(bid)
+                    continue
+                await self._import_batch(client, b, errors, imported)
+                self._cache.record_batch(
+                    bid, self.model, b.endpoint, getattr(b.request_counts, "total", 0) or 0, "imported"
+                )
+                logger.info(f"LLMClient: batch {bid} ended {b.status}; imported")
+            open_ids = still
+            if open_ids:
+                await asyncio.sleep(poll_interval_s)
+
+    async def _import_batch(self, client, batch, errors: dict[str, str], imported: set[str]) -> None:
+        rows = []
+        if batch.output_file_id:
+            content = await client.files.content(batch.output_file_id)
+            for line in content.text.splitlines():
+                try:
+                    item = json.loads(line)
+                    key, resp = item["custom_id"], item.get("response") or {}
+                    if resp.get("status_code") != 200:
+                        errors[key] = self._redact(
+                            f"batch line HTTP {resp.get('status_code')}: {json.dumps(resp.get('body'))[:300]}"
+                        )
+                        continue
+                    rows.append(self._row_from_body(key, resp["body"]))
+                except Exception as e:  # one bad line must not lose the others
+                    logger.warning(f"LLMClient: unreadable batch output line ({type(e).__name__})")
+        if batch.error_file_id:
+            content = await client.files.content(batch.error_file_id)
+            for line in content.text.splitlines():
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                key = item.get("custom_id")
+                if key:
+                    detail = item.get("error") or (item.get("response") or {}).get("body")
+                    errors[key] = self._redact(f"batch error: {json.dumps(detail)[:300]}")
+        if batch.status in ("expired", "failed", "cancelled"):
+            errors.setdefault("__batch__", f"batch {batch.id} {batch.status}")
+        for row in rows:
+            self._record_spend(row["prompt_tokens"], row["completion_tokens"], row["cost_usd"])
+            errors.pop(row["key"], None)
+            imported.add(row["key"])
+        self._cache.put_many(rows)
+
+    def _row_from_body(self, key: str, body: dict) -> dict:
+        choice = body["choices"][0]
+        text = choice["message"]["content"] if "message" in choice else choice["text"]
+        if text is None:
+            raise ValueError("empty answer")
+        usage = body.get("usage") or {}
+        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        model = body.get("model") or self.model
+        return {
+            "key": key,
+            "model": model,
+            "text": text,
+            "finish_reason": choice.get("finish_reason"),
+            "prompt_tokens": pt,
+            "completion_tokens": ct,
+            "cost_usd": cost_usd(self._price(self.model), pt, ct, batch=True),
+            "system_fingerprint": body.get("system_fingerprint"),
+            "source": "batch",
+        }
+
+
+class _NotRetryable(Exception):
+    pass
+
+
+class _RunState:
+    """Per-run shared state of the workers: limiters, a global pause (server said wait), budget stop."""
+
+    def __init__(self, rpm: TokenBucket, tpm: TokenBucket):
+        self.rpm, self.tpm = rpm, tpm
+        self.pause_until = 0.0
+        self.budget_stop = False
+
+    def pause_for(self, seconds: float) -> None:
+        self.pause_until = max(self.pause_until, time.monotonic() + seconds)
+
+    async def wait_pause(self) -> None:
+        while (left := self.pause_until - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+
+
+def _run_coro(coro):
+    """asyncio.run, or - inside a running loop (Jupyter, async callers) - in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = asyncio.run(coro)
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
