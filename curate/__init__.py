@@ -35,6 +35,8 @@ _EXPORTS = {
     "code_filters": "curate.filters",
     "ExactDedupFilter": "curate.dedup",
     "read_manifest": "curate.manifest",
+    "Sandbox": "curate.sandbox",
+    "SandboxResult": "curate.sandbox",
     "SentenceEmbedder": "curate.embed",
     "CausalLMEmbedder": "curate.embed",
     "EmbeddingStep": "curate.embed",

@@ -1,0 +1,387 @@
+"""The child side of the sandbox. Run as ``python -I -S _runner.py``: standard library only, no site.
+
+Process layout (see ``curate/sandbox/sandbox.py`` for the harness side)::
+
+    harness ──Popen(new session)──► RUNNER (trusted; holds the result fd and, later, the nonce)
+                                      │  unshare(pid, net, mount, ipc, uts) then fork
+                                      ▼
+                                    CHILD = pid 1 of a fresh PID namespace, empty network
+                                    namespace, private mounts (read-only root, private tmpfs /tmp,
+                                    fresh /proc), rlimits, unprivileged uid, env whitelist,
+                                    socket audit hook -> runs program, then tests
+
+stdin carries ``<10-digit length><config JSON><nonce>\n``. The runner reads the config, forks the
+child, and only then reads the nonce, so the child's memory never held it; the child also closes the
+result fd and stdin before any untrusted code runs. When the child is gone (its PID namespace torn
+down with it), the runner writes ``RESULT <nonce> <json>`` on the result fd. The harness believes
+nothing else: not stdout, not exit codes.
+"""
+
+import os
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+SIGKILL = 9
+
+_libc = None
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            break
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def enter_namespaces(mode):
+    """Unshare namespaces for the children to come; returns the isolation actually obtained."""
+    lc = libc()
+    base = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
+    if mode in ("auto", "namespaces") and os.geteuid() == 0:
+        if lc.unshare(base) == 0:
+            return "root-namespaces"
+    if mode in ("auto", "namespaces") and os.geteuid() != 0:
+        uid, gid = os.geteuid(), os.getegid()
+        if lc.unshare(base | CLONE_NEWUSER) == 0:
+            try:
+                with open("/proc/self/setgroups", "w") as f:
+                    f.write("deny")
+                with open("/proc/self/uid_map", "w") as f:
+                    f.write(f"0 {uid} 1")
+                with open("/proc/self/gid_map", "w") as f:
+                    f.write(f"0 {gid} 1")
+                return "user-namespaces"
+            except OSError:
+                return "rlimits"
+    return "rlimits"
+
+
+def setup_mounts(tmpfs_mb, expose=()):
+    """In the child's private mount namespace: nothing outside the work dir is writable."""
+    lc = libc()
+    lc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    mounts = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                parts = line.split()
+                sep = parts.index(b"-")
+                mounts.append((parts[4], parts[5], parts[sep + 1]))
+    except (OSError, ValueError):
+        mounts = [(b"/", b"rw", b"")]
+    for point, opts, fstype in mounts:
+        if fstype == b"proc" or point.startswith(b"/proc/"):
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        # keep the flags the mount already has (required inside a user namespace)
+        for name, bit in ((b"nosuid", MS_NOSUID), (b"nodev", MS_NODEV), (b"noexec", MS_NOEXEC)):
+            if name in opts.split(b","):
+                flags |= bit
+        lc.mount(None, point, None, flags, None)
+    # a fresh /proc shows only this PID namespace (the host's processes and their environ vanish)
+    lc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    opt = f"size={tmpfs_mb}m,mode=1777".encode()
+    ok = lc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opt) == 0
+    for extra in (b"/dev/shm", b"/var/tmp"):
+        if os.path.isdir(extra):
+            lc.mount(b"tmpfs", extra, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=1777")
+    if ok:
+        expose_paths(lc, expose)
+    return ok
+
+
+def hidden_ancestor(path):
+    """The topmost directory on ``path`` that an unprivileged uid cannot traverse, or None."""
+    parts = path.rstrip("/").split("/")
+    for i in range(2, len(parts) + 1):
+        d = "/".join(parts[:i])
+        try:
+            if not os.stat(d).st_mode & 0o005:
+                return d
+        except OSError:
+            return None
+    return None
+
+
+def expose_paths(lc, paths):
+    """Make ``paths`` (the interpreter's stdlib, e.g. under a 0700 /root) readable to the dropped uid
+    without touching the host: mask their hidden ancestor with an empty tmpfs and bind each path
+    back, read-only, at the same place. Nothing else under that ancestor becomes visible."""
+    staged = []
+    for i, path in enumerate(paths):
+        anc = hidden_ancestor(path)
+        if anc is None or not os.path.isdir(path):
+            continue
+        stage = f"/tmp/.expose{i}"
+        os.mkdir(stage)
+        if lc.mount(path.encode(), stage.encode(), None, MS_BIND | MS_REC, None) == 0:
+            staged.append((anc, path, stage))
+    masked = []
+    for anc, path, stage in staged:
+        if anc not in masked:
+            if lc.mount(b"tmpfs", anc.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=755") != 0:
+                continue
+            masked.append(anc)
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        lc.mount(stage.encode(), path.encode(), None, MS_MOVE, None)
+        lc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+        os.rmdir(stage)
+    for anc in masked:
+        lc.mount(None, anc.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def vm_bytes():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def set_limits(cfg):
+    import resource
+
+    def cap(which, soft):
+        soft = int(soft)
+        _, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        try:
+            resource.setrlimit(which, (soft, soft))
+        except (ValueError, OSError):
+            pass
+
+    # every limit is relative to what this process already uses
+    used_cpu = resource.getrusage(resource.RUSAGE_SELF)
+    cap(resource.RLIMIT_CPU, used_cpu.ru_utime + used_cpu.ru_stime + cfg["cpu_s"] + 1)
+    if cfg["memory_mb"]:
+        cap(resource.RLIMIT_AS, vm_bytes() + cfg["memory_mb"] * 1024 * 1024)
+    try:
+        n_open = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        n_open = 16
+    cap(resource.RLIMIT_NOFILE, n_open + cfg["max_files"])
+    cap(resource.RLIMIT_FSIZE, cfg["max_file_bytes"])
+    cap(resource.RLIMIT_CORE, 0)
+    # the uid is fresh for this run (root mode), so its current process count is ~0; count anyway
+    cap(resource.RLIMIT_NPROC, cfg["max_procs"] + cfg.get("uid_procs", 0))
+
+
+def install_network_guard():
+    def hook(event, args):
+        if event.startswith("socket.") or event in ("urllib.Request",):
+            raise PermissionError(f"network access is blocked in the sandbox ({event})")
+
+    sys.addaudithook(hook)
+
+
+def child_main(cfg, isolation, status_fd, token):
+    lc = libc() if isolation != "rlimits" else None
+    workdir = None
+    if isolation != "rlimits":
+        if setup_mounts(cfg["tmpfs_mb"], cfg.get("expose", ())):
+            workdir = "/tmp/work"
+    if workdir is None:
+        import tempfile
+
+        workdir = tempfile.mkdtemp(prefix="sandbox-", dir=cfg.get("host_tmp"))
+    os.makedirs(workdir, exist_ok=True)
+    uid, gid = cfg["uid"], cfg["gid"]
+    drop = isolation == "root-namespaces" and uid is not None
+    if drop:
+        os.chown(workdir, uid, gid)
+    os.chmod(workdir, 0o700)
+    set_limits(cfg)
+    if drop:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    if lc is not None:
+        lc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        # set after the uid change, which clears it: die with the runner
+        lc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+    os.chdir(workdir)
+    env = dict(cfg["env"])
+    env["HOME"] = workdir
+    env["TMPDIR"] = workdir
+    os.environ.clear()
+    os.environ.update(env)
+    install_network_guard()
+    # stdout is a pipe: line-buffer it so the output tail interleaves like a terminal's
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):
+        pass
+    sys.path.extend(cfg.get("extra_sys_path", ()))
+
+    run_untrusted(cfg["program"], cfg["tests"], status_fd, token)
+
+
+def run_untrusted(
+    program,
+    tests,
+    status_fd,
+    token,
+    _exec=exec,
+    _compile=compile,
+    _write=os.write,
+    _exit=os._exit,
+    _type=type,
+    _str=str,
+    _assert=AssertionError,
+    _mem=MemoryError,
+):
+    """Run program then tests; report on the status pipe. Everything used after the untrusted code
+    starts is bound here beforehand, so patching builtins, ``os`` or ``sys`` cannot change the verdict:
+    only reaching the end of the tests' exec gives "passed"."""
+    status, error_type, phase, exc = "error", "SetupError", "compile", None
+    try:
+        code_p = _compile(program, "<program>", "exec")
+        code_t = _compile(tests, "<tests>", "exec") if tests else None
+        g = {"__name__": "__main__", "__builtins__": __builtins__}
+        phase = "program"
+        _exec(code_p, g)
+        phase = "tests"
+        if code_t is not None:
+            _exec(code_t, g)
+        status, error_type, phase = "passed", "", "done"
+    except _assert as e:
+        status, error_type, exc = "failed", "AssertionError", e
+    except _mem as e:
+        status, error_type, exc = "killed", "MemoryError", e
+    except BaseException as e:  # SystemExit too: leaving before the tests finished is no pass
+        status, exc = "error", e
+        try:
+            error_type = _type(e).__name__
+            error_type = _str(error_type) if _type(error_type) is _str else "Exception"
+        except BaseException:
+            error_type = "Exception"
+    if status != "passed":
+        try:
+            import traceback
+
+            traceback.print_exception(exc)
+        except BaseException:
+            pass
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    try:
+        _write(status_fd, (token + " " + status + " " + phase + " " + error_type + "\n").encode())
+    finally:
+        _exit(0)
+
+
+def runner_main():
+    header = read_exact(0, 10)
+    cfg_bytes = read_exact(0, int(header))
+    import json
+
+    cfg = json.loads(cfg_bytes)
+    result_fd = cfg["result_fd"]
+    if os.geteuid() == 0 or cfg["mode"] != "rlimits":
+        try:
+            libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        except OSError:
+            pass
+    isolation = enter_namespaces(cfg["mode"])
+    token = os.urandom(16).hex()
+    sr, sw = os.pipe()
+    # the child's status pipe sits on an unpredictable high fd
+    hi = 200 + int.from_bytes(os.urandom(2), "little") % 700
+    os.dup2(sw, hi)
+    os.close(sw)
+    sw = hi
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(result_fd)
+            os.close(sr)
+            devnull = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            child_main(cfg, isolation, sw, token)
+        except BaseException as e:
+            try:
+                os.write(2, f"sandbox setup failed: {type(e).__name__}: {e}\n".encode())
+            finally:
+                os._exit(70)
+        os._exit(71)
+    os.close(sw)
+    os.write(result_fd, f"PID {pid}\n".encode())
+    nonce = read_exact(0, 64).strip().decode()
+    os.close(0)
+    _, wstatus = os.waitpid(pid, 0)
+    # the child (PID 1 of its namespace) is gone, so every process it left was killed with it
+    os.set_blocking(sr, False)
+    data = b""
+    try:
+        while True:
+            b = os.read(sr, 65536)
+            if not b:
+                break
+            data += b
+    except BlockingIOError:
+        pass
+    out = {"isolation": isolation, "uid": cfg["uid"] if isolation == "root-namespaces" else os.getuid()}
+    record = None
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == token:
+            record = {"status": parts[1], "phase": parts[2], "error_type": parts[3] or None}
+            break
+    if os.WIFSIGNALED(wstatus):
+        sig = os.WTERMSIG(wstatus)
+        out["signal"] = sig
+        if sig == 24:  # SIGXCPU
+            out.update(status="timeout", error_type="CPUTimeLimit")
+        elif sig == 25:  # SIGXFSZ
+            out.update(status="killed", error_type="FileSizeLimit")
+        elif sig == SIGKILL:
+            out.update(status="killed", error_type="SIGKILL")
+        else:
+            import signal
+
+            out.update(status="error", error_type=signal.Signals(sig).name)
+    elif record is None:
+        code = os.WEXITSTATUS(wstatus)
+        out.update(status="error", error_type="EarlyExit", exit_code=code)
+    else:
+        out.update(status=record["status"], error_type=record["error_type"], phase=record["phase"])
+    os.write(result_fd, ("RESULT " + nonce + " " + json.dumps(out) + "\n").encode())
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    runner_main()

@@ -1,0 +1,354 @@
+"""Run untrusted Python (generated exercises, model completions) in an isolated child process.
+
+The harness starts ``_runner.py`` with ``python -I -S`` in a new session. As root, the runner
+unshares PID, network, mount, IPC and UTS namespaces and forks the child that runs the code as PID 1
+of its own PID namespace, under a fresh unprivileged uid, with a read-only view of the host
+filesystem, a private tmpfs as working directory, a fresh ``/proc``, an empty network namespace,
+an environment whitelist, a socket audit hook and rlimits set relative to current usage. Without
+root it uses a user namespace where the kernel allows one, and the limits alone otherwise.
+
+The verdict comes from the runner, over a pipe the program never sees, tagged with a nonce the
+program's process never held; stdout and exit codes decide nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RUNNER = str(Path(__file__).with_name("_runner.py"))
+
+#: environment variables a program may see (whitelist); everything else, API keys included, is dropped
+ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+
+#: uids handed to sandboxed programs when the harness runs as root: fresh per run, so a program's
+#: RLIMIT_NPROC budget is its own and no two concurrent runs share a uid
+UID_BASE = 200_000
+UID_SPAN = 1_000_000
+
+STATUSES = ("passed", "failed", "error", "timeout", "killed")
+
+_uid_counter = itertools.count()
+_uid_lock = threading.Lock()
+
+
+def _next_uid() -> int:
+    with _uid_lock:
+        n = next(_uid_counter)
+    return UID_BASE + ((os.getpid() % 1000) * 1000 + n % 1000) % UID_SPAN
+
+
+@dataclass
+class SandboxResult:
+    """The outcome of one sandboxed run. ``passed`` is decided by the harness only."""
+
+    status: str  # passed | failed | error | timeout | killed
+    passed: bool
+    error_type: str | None = None
+    output_tail: str = ""
+    duration_s: float = 0.0
+    isolation: str | None = None  # root-namespaces | user-namespaces | rlimits
+    uid: int | None = None
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Sandbox:
+    """Isolated execution of a program followed by its tests.
+
+    Example:
+        >>> sb = Sandbox(timeout_s=5)
+        >>> sb.run("def add(a, b):\\n    return a + b", "assert add(1, 2) == 3").status
+        'passed'
+        >>> [r.status for r in sb.map([("x = 1", "assert x == 2"), ("1/0", "")])]
+        ['failed', 'error']
+
+    Args:
+        timeout_s: wall-clock limit per run.
+        memory_mb: address space the program may add to what the child already maps.
+        cpu_s: CPU seconds (default: ``timeout_s``), on top of what the child already used.
+        max_output_bytes: size of the stdout+stderr tail kept.
+        max_procs: processes the program's uid may create.
+        max_total_output_bytes: output beyond this kills the run (status ``killed``).
+        max_files: open files on top of those already open.
+        max_file_bytes: largest file the program may write (RLIMIT_FSIZE).
+        tmpfs_mb: size of the private working directory.
+        isolation: ``"auto"`` (namespaces when possible) or ``"rlimits"`` (limits only).
+        python: interpreter for the child (default: this one).
+        site_packages: let programs import this interpreter's site-packages (default: stdlib only).
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 10.0,
+        memory_mb: int | None = 1024,
+        cpu_s: float | None = None,
+        max_output_bytes: int = 64_000,
+        max_procs: int = 64,
+        max_total_output_bytes: int = 8_000_000,
+        max_files: int = 64,
+        max_file_bytes: int = 16_000_000,
+        tmpfs_mb: int = 32,
+        isolation: str = "auto",
+        python: str | None = None,
+        site_packages: bool = False,
+    ):
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.cpu_s = cpu_s
+        self.max_output_bytes = max_output_bytes
+        self.max_procs = max_procs
+        self.max_total_output_bytes = max_total_output_bytes
+        self.max_files = max_files
+        self.max_file_bytes = max_file_bytes
+        self.tmpfs_mb = tmpfs_mb
+        self.isolation = isolation
+        self.python = python
+        self.site_packages = site_packages
+
+    # -- one run -------------------------------------------------------------------------------
+    def run(self, program: str, tests: str = "") -> SandboxResult:
+        """Run ``program`` then ``tests`` in a fresh isolated child; never raises for bad code."""
+        import json
+
+        t0 = time.monotonic()
+        env = {k: os.environ[k] for k in ENV_WHITELIST if k in os.environ}
+        env = {**DEFAULT_ENV, **env}
+        res_r, res_w = os.pipe()
+        uid = _next_uid() if os.geteuid() == 0 else None
+        cfg = {
+            "program": program if isinstance(program, str) else str(program),
+            "tests": tests or "",
+            "result_fd": res_w,
+            "mode": "rlimits" if self.isolation == "rlimits" else "auto",
+            "uid": uid,
+            "gid": uid,
+            "cpu_s": float(self.cpu_s if self.cpu_s is not None else self.timeout_s),
+            "memory_mb": self.memory_mb,
+            "max_files": self.max_files,
+            "max_file_bytes": self.max_file_bytes,
+            "max_procs": self.max_procs,
+            "tmpfs_mb": self.tmpfs_mb,
+            "env": env,
+            "expose": self._expose_paths(),
+            "extra_sys_path": self._site_paths() if self.site_packages else [],
+        }
+        payload = json.dumps(cfg).encode()
+        nonce = secrets.token_hex(16)
+        try:
+            proc = subprocess.Popen(
+                [self.python or sys.executable, "-I", "-S", RUNNER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(res_w,),
+                start_new_session=True,
+                env=env,
+                cwd="/",
+            )
+        except OSError as e:
+            os.close(res_r)
+            os.close(res_w)
+            return SandboxResult("error", False, "SandboxStartError", str(e), time.monotonic() - t0)
+        os.close(res_w)
+        try:
+            self._feed(proc, b"%010d" % len(payload) + payload + nonce.encode() + b"\n")
+            verdict, out, info = self._collect(proc, res_r, nonce, t0)
+        finally:
+            os.close(res_r)
+        tail = out[-self.max_output_bytes :].decode("utf-8", "replace")
+        status = verdict.get("status", "error")
+        if status not in STATUSES:
+            status = "error"
+        details = {
+            k: v
+            for k, v in {**verdict, **info}.items()
+            if k not in ("status", "error_type", "isolation", "uid")
+        }
+        return SandboxResult(
+            status=status,
+            passed=status == "passed",
+            error_type=verdict.get("error_type"),
+            output_tail=tail,
+            duration_s=time.monotonic() - t0,
+            isolation=verdict.get("isolation"),
+            uid=verdict.get("uid"),
+            details=details,
+        )
+
+    @staticmethod
+    def _feed(proc: subprocess.Popen, data: bytes) -> None:
+        # the runner reads its config at once; a writer thread only for payloads beyond a pipe buffer
+        if len(data) < 60_000:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.close()
+            except OSError:
+                pass
+            return
+
+        def write():
+            try:
+                proc.stdin.write(data)
+                proc.stdin.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=write, daemon=True).start()
+
+    def _collect(self, proc: subprocess.Popen, res_r: int, nonce: str, t0: float):
+        import json
+
+        deadline = t0 + self.timeout_s
+        out = bytearray()
+        total = 0
+        res_buf = b""
+        child_pidfd = None
+        info: dict = {}
+        reason = None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ, "out")
+        sel.register(res_r, selectors.EVENT_READ, "res")
+        open_streams = 2
+        try:
+            while open_streams:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    reason = "timeout"
+                    break
+                for key, _ in sel.select(timeout=left):
+                    fd = key.fd
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        open_streams -= 1
+                        continue
+                    if key.data == "out":
+                        total += len(chunk)
+                        out += chunk
+                        if len(out) > 2 * self.max_output_bytes:
+                            del out[: len(out) - self.max_output_bytes]
+                        if total > self.max_total_output_bytes:
+                            reason = "output"
+                    else:
+                        res_buf += chunk
+                        if child_pidfd is None and res_buf.startswith(b"PID ") and b"\n" in res_buf:
+                            try:
+                                child_pidfd = os.pidfd_open(int(res_buf[4 : res_buf.index(b"\n")]))
+                            except (OSError, ValueError, AttributeError):
+                                child_pidfd = -1
+                if reason:
+                    break
+        finally:
+            sel.close()
+            if reason:
+                self._kill(proc, child_pidfd)
+                # drain what the runner may still have written
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._kill(proc, child_pidfd)
+                proc.wait()
+            proc.stdout.close()
+            if child_pidfd is not None and child_pidfd >= 0:
+                os.close(child_pidfd)
+        verdict = None
+        prefix = f"RESULT {nonce} "
+        for line in res_buf.decode("utf-8", "replace").splitlines():
+            if line.startswith(prefix):
+                try:
+                    verdict = json.loads(line[len(prefix) :])
+                except ValueError:
+                    verdict = None
+        if reason == "timeout":
+            verdict = {**(verdict or {}), "status": "timeout", "error_type": "Timeout"}
+        elif reason == "output":
+            verdict = {**(verdict or {}), "status": "killed", "error_type": "OutputLimitExceeded"}
+            info["output_bytes"] = total
+        elif verdict is None:
+            verdict = {"status": "error", "error_type": "NoResult"}
+            info["runner_returncode"] = proc.returncode
+        return verdict, bytes(out), info
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen, child_pidfd: int | None) -> None:
+        # PID 1 of the child's namespace first: the kernel then kills everything inside it
+        if child_pidfd is not None and child_pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(child_pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _site_paths(self) -> list[str]:
+        import site
+
+        return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+    def _expose_paths(self) -> list[str]:
+        # the child's stdlib (and site-packages when allowed) must stay readable after the uid drop
+        paths = [sys.base_prefix, sys.prefix]
+        if self.site_packages:
+            paths += self._site_paths()
+        return sorted({os.path.realpath(p) for p in paths})
+
+    # -- many runs -----------------------------------------------------------------------------
+    def map(self, jobs, workers: int = 2) -> list[SandboxResult]:
+        """Run ``[(program, tests), ...]`` concurrently; results come back in the same order."""
+        jobs = [(j, "") if isinstance(j, str) else (j[0], j[1] if len(j) > 1 else "") for j in jobs]
+        if workers <= 1 or len(jobs) <= 1:
+            return [self.run(p, t) for p, t in jobs]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda pt: self.run(*pt), jobs))
+
+
+def isolation_probe(sandbox: Sandbox | None = None) -> dict:
+    """Run a probe program and report what protects a sandboxed program here.
+
+    Returns ``{"isolation", "uid", "pid", "pid_ns_differs", "net_ns_differs", "active"}``; ``active``
+    is True only when the program ran as a non-root uid as PID 1 of its own PID namespace in its own
+    network namespace (the precondition for letting fork bombs and kill attempts run at all).
+    """
+    sb = sandbox or Sandbox(timeout_s=10)
+    host_pid_ns = os.readlink("/proc/self/ns/pid")
+    host_net_ns = os.readlink("/proc/self/ns/net")
+    probe = (
+        "import os\n"
+        "print('PROBE', os.getuid(), os.getpid(), os.readlink('/proc/self/ns/pid'),"
+        " os.readlink('/proc/self/ns/net'), sep='|')\n"
+    )
+    res = sb.run(probe)
+    report = {"isolation": res.isolation, "status": res.status, "active": False}
+    for line in res.output_tail.splitlines():
+        if line.startswith("PROBE|"):
+            _, uid, pid, pid_ns, net_ns = line.split("|")
+            report.update(
+                uid=int(uid),
+                pid=int(pid),
+                pid_ns_differs=pid_ns != host_pid_ns,
+                net_ns_differs=net_ns != host_net_ns,
+            )
+            report["active"] = (
+                res.passed
+                and int(uid) != 0
+                and int(pid) == 1
+                and pid_ns != host_pid_ns
+                and net_ns != host_net_ns
+            )
+    return report
