@@ -60,28 +60,32 @@ def _shard_entries(folder: Path, root: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _step_counts(logs: Path) -> list[dict[str, Any]]:
-    """Sum datatrove's per-task stats into one entry per pipeline step."""
-    from datatrove.utils.stats import PipelineStats
+def _metric_total(value: Any) -> float:
+    return value.get("total", 0) if isinstance(value, dict) else (value or 0)
 
-    total = None
+
+def _step_counts(logs: Path) -> list[dict[str, Any]]:
+    """Sum datatrove's per-task stats files (``.logs/stats/*.json``) into one entry per pipeline step."""
+    steps: list[dict[str, Any]] = []
     for stats_file in sorted((logs / "stats").glob("*.json")):
-        stats = PipelineStats.from_json(json.loads(stats_file.read_text()))
-        total = stats if total is None else total + stats
-    if total is None:
-        return []
-    steps = []
-    for step in total.stats:
-        counts = {key: metric.total for key, metric in step.stats.items()}
-        entry: dict[str, Any] = {"name": step.name, "time_s": round(step.time_stats.total, 3)}
-        for key in ("total", "forwarded", "dropped", "documents", "input_files"):
+        for index, step in enumerate(json.loads(stats_file.read_text())):
+            if index == len(steps):
+                steps.append({"name": step["name"], "time_s": 0.0, "counts": Counter()})
+            steps[index]["time_s"] += _metric_total(step.get("time_stats"))
+            for key, value in step.get("stats", {}).items():
+                steps[index]["counts"][key] += _metric_total(value)
+    out = []
+    for step in steps:
+        counts = step.pop("counts")
+        entry: dict[str, Any] = {"name": step["name"], "time_s": round(step["time_s"], 3)}
+        for key in ("total", "forwarded", "dropped", "documents", "input_files", "unreadable"):
             if key in counts:
                 entry[key] = int(counts[key])
         reasons = {k.removeprefix("dropped_"): int(v) for k, v in counts.items() if k.startswith("dropped_")}
         if reasons:
-            entry["drop_reasons"] = reasons
-        steps.append(entry)
-    return steps
+            entry["drop_reasons"] = dict(sorted(reasons.items()))
+        out.append(entry)
+    return out
 
 
 def _excluded_reasons(folder: Path) -> dict[str, dict[str, int]]:
@@ -90,7 +94,9 @@ def _excluded_reasons(folder: Path) -> dict[str, dict[str, int]]:
     by_step: dict[str, Counter] = {}
     for path in sorted(folder.rglob("*.parquet")):
         table = pq.read_table(path, columns=["filter_step", "filter_reason"])
-        for step, reason in zip(table.column("filter_step").to_pylist(), table.column("filter_reason").to_pylist()):
+        for step, reason in zip(
+            table.column("filter_step").to_pylist(), table.column("filter_reason").to_pylist()
+        ):
             by_step.setdefault(step or "unknown", Counter())[reason or "unknown"] += 1
     return {step: dict(sorted(c.items())) for step, c in sorted(by_step.items())}
 
@@ -171,16 +177,23 @@ def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
 def write_dataset_card(output_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
     """Write a Hugging Face dataset card whose ``configs`` front matter makes ``load_dataset(DIR)`` work."""
     root = Path(output_dir)
-    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}]
+    configs = [
+        {"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}
+    ]
     if manifest.get("excluded_rows"):
         configs.append(
-            {"config_name": "excluded", "data_files": [{"split": "train", "path": f"{EXCLUDED_DIR}/**/*.parquet"}]}
+            {
+                "config_name": "excluded",
+                "data_files": [{"split": "train", "path": f"{EXCLUDED_DIR}/**/*.parquet"}],
+            }
         )
     front_matter = {"configs": configs, "tags": ["code", "textbooks", "phi-1"], "license": "other"}
     import yaml
 
     columns = "\n".join(f"| `{f.name}` | `{f.type}` |" for f in SHARD_SCHEMA)
-    reasons = "\n".join(f"| {r} | {n} |" for r, n in manifest.get("drop_reasons", {}).items()) or "| (none) | 0 |"
+    reasons = (
+        "\n".join(f"| {r} | {n} |" for r, n in manifest.get("drop_reasons", {}).items()) or "| (none) | 0 |"
+    )
     body = f"""# {manifest.get("stage") or root.name}
 
 Shards written by [textbooks](https://github.com/) {manifest.get("toolkit_version")},

@@ -108,7 +108,9 @@ def _site_packages_licenses() -> dict[str, str]:
         license_name = meta.get("License-Expression") or ""
         if not license_name:
             classifiers = [c for c in (meta.get_all("Classifier") or []) if c.startswith("License ::")]
-            license_name = classifiers[0].rsplit("::", 1)[-1].strip() if classifiers else (meta.get("License") or "")
+            license_name = (
+                classifiers[0].rsplit("::", 1)[-1].strip() if classifiers else (meta.get("License") or "")
+            )
         license_name = license_name.splitlines()[0][:64] if license_name else ""
         top_level = (dist.read_text("top_level.txt") or "").split()
         names = top_level or [(meta.get("Name") or "").replace("-", "_")]
@@ -223,7 +225,9 @@ class PythonSourceReader(BaseReader, _RecordsUnreadable):
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             rel_dir = os.path.relpath(dirpath, root)
             prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            dirnames[:] = sorted(d for d in dirnames if not any(fnmatch.fnmatch(prefix + d, p) for p in pruned))
+            dirnames[:] = sorted(
+                d for d in dirnames if not any(fnmatch.fnmatch(prefix + d, p) for p in pruned)
+            )
             for name in sorted(filenames):
                 yield name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
 
@@ -248,7 +252,6 @@ class PythonSourceReader(BaseReader, _RecordsUnreadable):
         return self.repo or root.name
 
     # -- reading ---------------------------------------------------------------------------------
-
 
     def read_document(self, root: str, rel: str, repo: str, license_hint: str | None) -> Document:
         """Read one file (raises OSError when it cannot be read at all)."""
@@ -361,7 +364,9 @@ def make_adapter(columns: str | dict[str, str] = "default", source: str = "datas
         if out["id"] is None:
             out["id"] = stable_id(source, str(path), str(id_in_file))
         out["id"] = str(out["id"])
-        out["text"] = out["text"] if isinstance(out["text"], str) else ("" if out["text"] is None else str(out["text"]))
+        out["text"] = (
+            out["text"] if isinstance(out["text"], str) else ("" if out["text"] is None else str(out["text"]))
+        )
         return {"text": out["text"], "id": out["id"], "metadata": metadata}
 
     return adapter
@@ -379,7 +384,9 @@ class _SafeDiskReader(_RecordsUnreadable):
                     produced += 1
                     yield document
             except Exception as error:  # noqa: BLE001 - any broken file is recorded and the run goes on
-                self.record_unreadable(self.data_folder.resolve_paths(filepath), error, documents_read=produced)
+                self.record_unreadable(
+                    self.data_folder.resolve_paths(filepath), error, documents_read=produced
+                )
             self.stat_update("documents", value=produced, unit="input_file")
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -399,8 +406,14 @@ class JsonlSourceReader(_SafeDiskReader, JsonlReader):
 
     name = "🐿 Jsonl sources"
 
-    def __init__(self, data_folder: DataFolderLike, columns: str | dict[str, str] = "default",
-                 source: str = "jsonl", unreadable_folder: DataFolderLike | None = None, **kwargs):
+    def __init__(
+        self,
+        data_folder: DataFolderLike,
+        columns: str | dict[str, str] = "default",
+        source: str = "jsonl",
+        unreadable_folder: DataFolderLike | None = None,
+        **kwargs,
+    ):
         super().__init__(data_folder, adapter=make_adapter(columns, source), **kwargs)
         self.unreadable_folder = unreadable_folder
 
@@ -416,12 +429,15 @@ class JsonlSourceReader(_SafeDiskReader, JsonlReader):
                     if not isinstance(row, dict):
                         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
                 except (orjson.JSONDecodeError, ValueError) as error:
-                    self.record_unreadable(f"{self.data_folder.resolve_paths(filepath)}:{line_number + 1}", error)
+                    self.record_unreadable(
+                        f"{self.data_folder.resolve_paths(filepath)}:{line_number + 1}", error
+                    )
                     continue
                 document = self.get_document_from_dict(row, filepath, line_number)
                 if document is None:
-                    self.record_unreadable(f"{self.data_folder.resolve_paths(filepath)}:{line_number + 1}",
-                                           "row has no text")
+                    self.record_unreadable(
+                        f"{self.data_folder.resolve_paths(filepath)}:{line_number + 1}", "row has no text"
+                    )
                     continue
                 yield document
 
@@ -435,12 +451,17 @@ class ParquetSourceReader(_SafeDiskReader, ParquetReader):
 
     name = "📒 Parquet sources"
 
-    def __init__(self, data_folder: DataFolderLike, columns: str | dict[str, str] = "default",
-                 source: str = "parquet", unreadable_folder: DataFolderLike | None = None, **kwargs):
+    def __init__(
+        self,
+        data_folder: DataFolderLike,
+        columns: str | dict[str, str] = "default",
+        source: str = "parquet",
+        unreadable_folder: DataFolderLike | None = None,
+        **kwargs,
+    ):
         kwargs.setdefault("glob_pattern", "**/*.parquet")
         super().__init__(data_folder, adapter=make_adapter(columns, source), **kwargs)
         self.unreadable_folder = unreadable_folder
-
 
 
 class HFDatasetSourceReader(HuggingFaceDatasetReader):
@@ -455,9 +476,17 @@ class HFDatasetSourceReader(HuggingFaceDatasetReader):
 
     name = "🤗 HF dataset sources"
 
-    def __init__(self, dataset: str, dataset_options: dict | None = None, columns: str | dict[str, str] = "default",
-                 source: str = "hf", **kwargs):
-        super().__init__(dataset, dataset_options=dataset_options, adapter=make_adapter(columns, source), **kwargs)
+    def __init__(
+        self,
+        dataset: str,
+        dataset_options: dict | None = None,
+        columns: str | dict[str, str] = "default",
+        source: str = "hf",
+        **kwargs,
+    ):
+        super().__init__(
+            dataset, dataset_options=dataset_options, adapter=make_adapter(columns, source), **kwargs
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -520,8 +549,15 @@ class StackExchangeReader(BaseReader, _RecordsUnreadable):
 
     name = "🗨 Stack Exchange"
 
-    def __init__(self, path: str, tags: list[str] | None = None, require_answer: bool = True,
-                 site: str = "stackexchange", limit: int = -1, unreadable_folder: DataFolderLike | None = None):
+    def __init__(
+        self,
+        path: str,
+        tags: list[str] | None = None,
+        require_answer: bool = True,
+        site: str = "stackexchange",
+        limit: int = -1,
+        unreadable_folder: DataFolderLike | None = None,
+    ):
         super().__init__(limit=limit)
         self.path = path
         self.tags = ["python"] if tags is None else list(tags)
@@ -581,16 +617,28 @@ class StackExchangeReader(BaseReader, _RecordsUnreadable):
             wanted_answers = {a: q for q, a in mine.items() if a is not None}
             with tempfile.TemporaryDirectory() as tmp:
                 db = sqlite3.connect(os.path.join(tmp, "posts.sqlite"))
-                db.execute("CREATE TABLE q (id INTEGER PRIMARY KEY, title TEXT, body TEXT, tags TEXT, score INT)")
+                db.execute(
+                    "CREATE TABLE q (id INTEGER PRIMARY KEY, title TEXT, body TEXT, tags TEXT, score INT)"
+                )
                 db.execute("CREATE TABLE a (qid INTEGER PRIMARY KEY, id INT, body TEXT, score INT)")
                 for row in self._rows():
                     post_id = int(row.get("Id", -1))
                     if row.get("PostTypeId") == "1" and post_id in mine:
-                        db.execute("INSERT INTO q VALUES (?,?,?,?,?)", (post_id, row.get("Title", ""),
-                                   row.get("Body", ""), row.get("Tags", ""), int(row.get("Score", 0))))
+                        db.execute(
+                            "INSERT INTO q VALUES (?,?,?,?,?)",
+                            (
+                                post_id,
+                                row.get("Title", ""),
+                                row.get("Body", ""),
+                                row.get("Tags", ""),
+                                int(row.get("Score", 0)),
+                            ),
+                        )
                     elif row.get("PostTypeId") == "2" and post_id in wanted_answers:
-                        db.execute("INSERT INTO a VALUES (?,?,?,?)", (wanted_answers[post_id], post_id,
-                                   row.get("Body", ""), int(row.get("Score", 0))))
+                        db.execute(
+                            "INSERT INTO a VALUES (?,?,?,?)",
+                            (wanted_answers[post_id], post_id, row.get("Body", ""), int(row.get("Score", 0))),
+                        )
                 db.commit()
                 query = "SELECT q.id, q.title, q.body, q.tags, q.score, a.id, a.body, a.score FROM q LEFT JOIN a ON a.qid = q.id ORDER BY q.id"
                 count = 0
@@ -603,9 +651,16 @@ class StackExchangeReader(BaseReader, _RecordsUnreadable):
                     text = f"# {title}\n\n{html_to_markdown(q_body)}"
                     if a_body is not None:
                         text += f"\n\n## Answer\n\n{html_to_markdown(a_body)}"
-                    metadata = {"source": "stackexchange", "repo": self.site, "path": f"questions/{qid}",
-                                "tags": self._tags(tags), "question_score": q_score, "answer_id": a_id,
-                                "answer_score": a_score, "size_bytes": len(text.encode())}
+                    metadata = {
+                        "source": "stackexchange",
+                        "repo": self.site,
+                        "path": f"questions/{qid}",
+                        "tags": self._tags(tags),
+                        "question_score": q_score,
+                        "answer_id": a_id,
+                        "answer_score": a_score,
+                        "size_bytes": len(text.encode()),
+                    }
                     count += 1
                     self.stat_update("documents")
                     yield Document(text=text, id=stable_id(self.site, str(qid)), metadata=metadata)

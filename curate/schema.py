@@ -104,8 +104,19 @@ def document_to_row(document) -> dict[str, Any]:
         row["constraints"] = {str(k): str(v) for k, v in dict(constraints).items()}
     if row.get("quality_score") is not None:
         row["quality_score"] = float(row["quality_score"])
-    for key in ("source", "repo", "path", "license", "quality_label", "label_source", "cluster_id",
-                "filter_reason", "filter_step", "model", "prompt_hash"):
+    for key in (
+        "source",
+        "repo",
+        "path",
+        "license",
+        "quality_label",
+        "label_source",
+        "cluster_id",
+        "filter_reason",
+        "filter_step",
+        "model",
+        "prompt_hash",
+    ):
         if row.get(key) is not None and not isinstance(row[key], str):
             row[key] = str(row[key])
     row["extra"] = json.dumps(extra, sort_keys=True, default=_json_default) if extra else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+
 from datatrove.data import Document
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.readers.parquet import ParquetReader
@@ -84,7 +85,9 @@ class ExclusionWriter(ShardWriter):
 
     name = "🗑️ Exclusions"
 
-    def __init__(self, output_folder: DataFolderLike, step_name: str, max_shard_bytes: int = DEFAULT_SHARD_BYTES):
+    def __init__(
+        self, output_folder: DataFolderLike, step_name: str, max_shard_bytes: int = DEFAULT_SHARD_BYTES
+    ):
         super().__init__(output_folder, max_shard_bytes=max_shard_bytes, batch_size=100)
         self.step_name = step_name
 
@@ -119,7 +122,9 @@ class ShardReader(ParquetReader):
         if isinstance(data_folder, str) and os.path.isdir(os.path.join(data_folder, DATA_DIR)):
             data_folder = os.path.join(data_folder, DATA_DIR)
         kwargs.setdefault("glob_pattern", "*.parquet")
-        super().__init__(data_folder, limit=limit, batch_size=batch_size, adapter=_shard_reader_adapter, **kwargs)
+        super().__init__(
+            data_folder, limit=limit, batch_size=batch_size, adapter=_shard_reader_adapter, **kwargs
+        )
 
 
 class UnreadableLog:
@@ -149,7 +154,10 @@ class _UnreadableRecorder:
     def __call__(self, path: str, error: BaseException | str, **details) -> None:
         if self._file is None:
             self._file = self._folder.open(self._name, "wt")
-        record = {"path": str(path), "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}"}
+        record = {
+            "path": str(path),
+            "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",
+        }
         record.update(details)
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
 
@@ -162,4 +170,3 @@ class _UnreadableRecorder:
     def __exit__(self, *exc) -> None:
         if self._file is not None:
             self._file.close()
-

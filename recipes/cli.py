@@ -1,0 +1,212 @@
+"""The ``textbooks`` command line: ``run``, ``validate``, ``list`` and ``report``.
+
+Examples::
+
+    textbooks run quickstart                       # a bundled recipe, offline
+    textbooks run recipes/my.yaml --set tasks=8    # a file, with a variable override
+    textbooks validate recipes/my.yaml             # errors name the YAML key, nothing runs
+    textbooks list                                 # bundled recipes, steps and jobs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build phi-1-style training data.")
+report_app = typer.Typer(no_args_is_help=True, help="Write reports about a shard directory.")
+app.add_typer(report_app, name="report")
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _quiet_worker_logs(log_path: Path):
+    """Send the executors' per-task console logs to a file, so the progress bars stay readable.
+
+    The executors' workers inherit file descriptor 2, so it is redirected at the OS level; the task
+    logs are also kept in each stage's ``.logs/logs/``.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _summary_table(result) -> Table:
+    table = Table(title=f"textbooks run {result.recipe}", show_lines=False)
+    for column in ("stage", "step", "in", "out", "dropped", "drop reasons", "time"):
+        table.add_column(column, justify="right" if column in ("in", "out", "dropped", "time") else "left")
+    for stage in result.stages:
+        if stage.manifest is None:
+            table.add_row(
+                stage.name,
+                "(job)",
+                "",
+                "",
+                "",
+                json.dumps(stage.summary, default=str)[:80],
+                f"{stage.wall_time_s:.1f}s",
+            )
+            continue
+        manifest = stage.manifest
+        by_step = manifest.get("drop_reasons_by_step", {})
+        for step in manifest.get("steps", []):
+            reasons = ""
+            label = next((k for k in by_step if k.lower() in step["name"].lower().replace(" ", "_")), None)
+            if step.get("drop_reasons"):
+                reasons = ", ".join(f"{k}={v}" for k, v in step["drop_reasons"].items())
+            elif label:
+                reasons = ", ".join(f"{k}={v}" for k, v in by_step[label].items())
+            n_in = step.get("total", step.get("documents", ""))
+            n_out = step.get("forwarded", step.get("documents", step.get("total", "")))
+            table.add_row(
+                stage.name,
+                step["name"].split(": ", 1)[-1],
+                str(n_in),
+                str(n_out),
+                str(step.get("dropped", "")),
+                reasons,
+                f"{step.get('time_s', 0):.1f}s",
+            )
+        table.add_row(
+            f"[bold]{stage.name}[/bold]",
+            "[bold]kept rows[/bold]",
+            "",
+            str(manifest["rows"]),
+            str(manifest["excluded_rows"]),
+            f"unreadable={manifest['unreadable_inputs']}",
+            f"{stage.wall_time_s:.1f}s",
+            end_section=True,
+        )
+    return table
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="A recipe file or the name of a bundled recipe."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a variable: KEY=VALUE (repeatable)."),
+    fresh: bool = typer.Option(False, help="Discard earlier outputs instead of resuming."),
+    only: list[str] | None = typer.Option(None, help="Run only these stages (repeatable)."),
+    quiet: bool = typer.Option(True, help="Keep worker logs out of the console (they stay in .logs/)."),
+):
+    """Run a recipe (a path or a bundled name such as `quickstart`); resumes a killed run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recipes.engine import run_recipe
+    from recipes.schema import RecipeError, load_recipe
+
+    try:
+        loaded = load_recipe(recipe, set_ or [])
+    except RecipeError as error:
+        err_console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    tasks: dict[str, int] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+
+        def on_stage(name: str, kind: str) -> None:
+            stage = next(s for s in loaded.stages if s.name == name)
+            total = getattr(getattr(stage, "executor", None), "tasks", 1)
+            tasks[name] = progress.add_task(f"{name} ({kind})", total=total)
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            progress.update(tasks[name], completed=done, total=total)
+
+        log_path = Path(".textbooks-logs") / f"{loaded.name}.log"
+        redirect = _quiet_worker_logs(log_path) if quiet else contextlib.nullcontext()
+        try:
+            with redirect:
+                result = run_recipe(
+                    loaded, fresh=fresh, only=only, on_stage=on_stage, on_progress=on_progress
+                )
+        except Exception as error:  # noqa: BLE001 - report the failure with where to look, then exit non-zero
+            err_console.print(f"[red]run failed: {type(error).__name__}: {error}[/red]")
+            if quiet:
+                err_console.print(f"worker logs: {log_path}")
+            raise typer.Exit(1) from None
+        for name, task_id in tasks.items():
+            progress.update(task_id, completed=progress.tasks[task_id].total)
+    console.print(_summary_table(result))
+    for stage in result.stages:
+        if stage.output:
+            console.print(f"[green]{stage.name}[/green] -> {stage.output}")
+
+
+@app.command()
+def validate(
+    recipe: str = typer.Argument(..., help="A recipe file or bundled name."),
+    set_: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE overrides."),
+):
+    """Check a recipe without running anything; errors name the YAML key."""
+    from recipes.schema import RecipeError, load_recipe
+
+    try:
+        loaded = load_recipe(recipe, set_ or [])
+    except RecipeError as error:
+        err_console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]ok[/green]: {loaded.name} ({len(loaded.stages)} stages: "
+        f"{', '.join(s.name for s in loaded.stages)})"
+    )
+
+
+@app.command("list")
+def list_():
+    """List bundled recipes, registered steps and jobs, one line of documentation each."""
+    import yaml
+
+    from recipes.registry import registry, resolve, summary_line
+    from recipes.schema import bundled_recipes
+
+    table = Table(title="recipes")
+    table.add_column("name")
+    table.add_column("description")
+    for name, path in bundled_recipes().items():
+        try:
+            description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        except yaml.YAMLError:
+            description = "(unreadable YAML)"
+        table.add_row(name, description)
+    console.print(table)
+    for kind in ("steps", "jobs"):
+        table = Table(title=kind)
+        table.add_column("name")
+        table.add_column("target")
+        table.add_column("summary")
+        for name, target in sorted(registry(kind).items()):
+            try:
+                line = summary_line(resolve(name, kind))
+            except Exception as error:  # noqa: BLE001 - one broken entry must not hide the others
+                line = f"(cannot import: {type(error).__name__})"
+            table.add_row(name, target, line)
+        console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

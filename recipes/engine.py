@@ -1,0 +1,266 @@
+"""Run a recipe: each pipeline stage becomes a datatrove pipeline on the executor it names, each job
+stage a function call. Every pipeline stage writes a shard directory with a manifest and a dataset
+card; its ``.logs/`` completion markers make a rerun of a killed run skip finished tasks and redo the
+rest, with identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recipes.registry import resolve
+from recipes.schema import JobStage, PipelineStage, Recipe, load_recipe
+
+STAMP = "stage.json"
+
+
+@dataclass
+class StageResult:
+    """What one stage did: for pipeline stages the manifest, for job stages the job's summary."""
+
+    name: str
+    kind: str
+    output: str | None = None
+    wall_time_s: float = 0.0
+    manifest: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    skipped_tasks: int = 0
+
+
+@dataclass
+class RunResult:
+    recipe: str
+    stages: list[StageResult] = field(default_factory=list)
+
+    def stage(self, name: str) -> StageResult:
+        return next(s for s in self.stages if s.name == name)
+
+
+def _step_label(uses: str, name: str | None, taken: set[str]) -> str:
+    label = name or uses.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    base, n = label, 2
+    while label in taken:
+        label, n = f"{base}_{n}", n + 1
+    taken.add(label)
+    return label
+
+
+def build_pipeline(stage: PipelineStage, recipe: Recipe) -> list:
+    """The datatrove pipeline of a stage: reader, steps (filters get exclusion writers), shard writer.
+
+    Example:
+        >>> recipe = load_recipe("quickstart")
+        >>> [type(s).__name__ for s in build_pipeline(recipe.stages[0], recipe)][:2]
+        ['PythonSourceReader', 'EncodingFilter']
+    """
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    from curate.shards import (
+        DATA_DIR,
+        EXCLUDED_DIR,
+        UNREADABLE_DIR,
+        ExclusionWriter,
+        ShardReader,
+        ShardWriter,
+    )
+
+    out = Path(stage.output)
+    spec = stage.input
+    if spec.uses is not None:
+        reader = resolve(spec.uses, "steps")(**spec.with_)
+    else:
+        source = spec.path if spec.path is not None else _stage_by_name(recipe, spec.from_).output
+        reader = ShardReader(source)
+    if hasattr(reader, "unreadable_folder") and reader.unreadable_folder is None:
+        reader.unreadable_folder = str(out / UNREADABLE_DIR)
+    pipeline = [reader]
+    taken: set[str] = set()
+    for step_spec in stage.steps:
+        label = _step_label(step_spec.uses, step_spec.name, taken)
+        step = resolve(step_spec.uses, "steps")(**step_spec.with_)
+        if isinstance(step, BaseFilter) and step.exclusion_writer is None:
+            step.exclusion_writer = ExclusionWriter(str(out / EXCLUDED_DIR / label), label)
+        pipeline.append(step)
+    writer_kwargs = {"max_shard_bytes": stage.max_shard_bytes} if stage.max_shard_bytes else {}
+    pipeline.append(ShardWriter(str(out / DATA_DIR), **writer_kwargs))
+    return pipeline
+
+
+def _stage_by_name(recipe: Recipe, name: str) -> PipelineStage:
+    return next(s for s in recipe.stages if s.name == name)
+
+
+def _stage_fingerprint(stage: PipelineStage, recipe: Recipe) -> str:
+    """Changes when anything that determines the stage's output changes (not the executor's size)."""
+    payload = stage.model_dump(by_alias=True, exclude={"executor"})
+    payload["tasks"] = stage.executor.tasks  # the number of tasks decides shard names
+    if stage.input.from_:
+        payload["upstream"] = _stage_fingerprint(_stage_by_name(recipe, stage.input.from_), recipe)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _clear_stage_output(out: Path) -> None:
+    # only what a stage writes: never an arbitrary user directory
+    from curate.manifest import MANIFEST_NAME
+    from curate.shards import DATA_DIR, EXCLUDED_DIR, LOGS_DIR, UNREADABLE_DIR
+
+    for name in (DATA_DIR, EXCLUDED_DIR, UNREADABLE_DIR, LOGS_DIR, "embeddings"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (MANIFEST_NAME, "README.md"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _make_executor(stage: PipelineStage, pipeline: list, logs: Path):
+    spec = stage.executor
+    if spec.type == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(
+            pipeline, tasks=spec.tasks, workers=spec.workers, logging_dir=str(logs), **spec.options
+        )
+    if spec.type == "ray":
+        import ray
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        options = dict(spec.options)
+        init_options = options.pop("init", {"include_dashboard": False})
+        if not ray.is_initialized():
+            ray.init(ignore_reinit_error=True, **init_options)
+        return RayPipelineExecutor(
+            pipeline, tasks=spec.tasks, workers=spec.workers, logging_dir=str(logs), **options
+        )
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    return SlurmPipelineExecutor(
+        pipeline, tasks=spec.tasks, workers=spec.workers, logging_dir=str(logs), **spec.options
+    )
+
+
+def _completed(logs: Path) -> int:
+    folder = logs / "completions"
+    return len(list(folder.iterdir())) if folder.is_dir() else 0
+
+
+def run_stage(
+    stage: PipelineStage,
+    recipe: Recipe,
+    fresh: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> StageResult:
+    """Run one pipeline stage (resuming a killed run) and write its manifest and dataset card."""
+    from curate.manifest import write_manifest
+    from curate.shards import LOGS_DIR
+
+    out = Path(stage.output)
+    logs = out / LOGS_DIR
+    fingerprint = _stage_fingerprint(stage, recipe)
+    stamp = logs / STAMP
+    if fresh or (stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") != fingerprint):
+        _clear_stage_output(out)  # a different stage definition: earlier outputs and markers are stale
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"fingerprint": fingerprint, "stage": stage.name}))
+    skipped = _completed(logs)
+    pipeline = build_pipeline(stage, recipe)
+    executor = _make_executor(stage, pipeline, logs)
+    started = time.perf_counter()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            on_progress(_completed(logs), stage.executor.tasks)
+
+    poller = threading.Thread(target=poll, daemon=True) if on_progress else None
+    if poller:
+        poller.start()
+    try:
+        executor.run()
+    finally:
+        stop.set()
+        if poller:
+            poller.join()
+    if stage.executor.type == "slurm":
+        return StageResult(
+            stage.name,
+            "pipeline",
+            str(out),
+            time.perf_counter() - started,
+            summary={
+                "submitted": True,
+                "note": "rerun the recipe after the jobs finish to write the manifest",
+            },
+        )
+    incomplete = stage.executor.tasks - _completed(logs)
+    if incomplete:
+        raise RuntimeError(f"stage {stage.name!r}: {incomplete} task(s) failed; see {logs}/logs/")
+    if on_progress:
+        on_progress(stage.executor.tasks, stage.executor.tasks)
+    wall = time.perf_counter() - started
+    inputs = [stage.input.uses or stage.input.from_ or stage.input.path]
+    manifest = write_manifest(
+        out,
+        stage=stage.name,
+        recipe=recipe.model_dump(by_alias=True),
+        wall_time_s=wall,
+        inputs=inputs,
+        extra={"recipe_name": recipe.name, "executor": stage.executor.model_dump(), "resumed_tasks": skipped},
+    )
+    return StageResult(stage.name, "pipeline", str(out), wall, manifest=manifest, skipped_tasks=skipped)
+
+
+def run_job(stage: JobStage) -> StageResult:
+    """Run one job stage."""
+    started = time.perf_counter()
+    summary = resolve(stage.job, "jobs")(**stage.with_)
+    return StageResult(
+        stage.name,
+        "job",
+        None,
+        time.perf_counter() - started,
+        summary=summary if isinstance(summary, dict) else {"result": summary},
+    )
+
+
+def run_recipe(
+    ref: str | Path | dict | Recipe,
+    overrides: list[str] | dict[str, Any] | None = None,
+    fresh: bool = False,
+    only: list[str] | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> RunResult:
+    """Validate a recipe, then run its stages in order.
+
+    Args:
+        ref: a recipe path, a bundled recipe name, a dict, or a loaded :class:`Recipe`.
+        overrides: ``["tasks=4"]`` or ``{"tasks": 4}``: variables, or ``stages.NAME.key`` paths.
+        fresh: discard earlier outputs and completion markers instead of resuming.
+        only: run only these stage names (their inputs must exist).
+
+    Example:
+        >>> result = run_recipe("quickstart", overrides={"out": "/tmp/qs"})  # doctest: +SKIP
+        >>> result.stage("dedup").manifest["rows"]  # doctest: +SKIP
+        1702
+    """
+    recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides)
+    result = RunResult(recipe.name)
+    for stage in recipe.stages:
+        if only and stage.name not in only:
+            continue
+        if on_stage:
+            on_stage(stage.name, "job" if isinstance(stage, JobStage) else "pipeline")
+        if isinstance(stage, JobStage):
+            result.stages.append(run_job(stage))
+        else:
+            progress = (
+                (lambda done, total, _n=stage.name: on_progress(_n, done, total)) if on_progress else None
+            )
+            result.stages.append(run_stage(stage, recipe, fresh=fresh, on_progress=progress))
+    return result
