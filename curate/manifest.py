@@ -95,7 +95,7 @@ def _excluded_reasons(folder: Path) -> dict[str, dict[str, int]]:
     for path in sorted(folder.rglob("*.parquet")):
         table = pq.read_table(path, columns=["filter_step", "filter_reason"])
         for step, reason in zip(
-            table.column("filter_step").to_pylist(), table.column("filter_reason").to_pylist()
+            table.column("filter_step").to_pylist(), table.column("filter_reason").to_pylist(), strict=True
         ):
             by_step.setdefault(step or "unknown", Counter())[reason or "unknown"] += 1
     return {step: dict(sorted(c.items())) for step, c in sorted(by_step.items())}

@@ -145,7 +145,7 @@ def run(
             if quiet:
                 err_console.print(f"worker logs: {log_path}")
             raise typer.Exit(1) from None
-        for name, task_id in tasks.items():
+        for task_id in tasks.values():
             progress.update(task_id, completed=progress.tasks[task_id].total)
     console.print(_summary_table(result))
     for stage in result.stages:
