@@ -1,0 +1,297 @@
+"""Parse generations: textbooks into prose and code blocks, exercises into signature, docstring, solution, tests.
+
+Parsing never raises on bad model output: a parse that fails carries a ``reason`` (one of
+:data:`PARSE_REASONS`), which the validators record as the rejection reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from dataclasses import dataclass, field
+
+#: reasons a generation can fail to parse
+PARSE_REASONS = (
+    "llm_error",  # the request itself failed (after retries) or the budget ran out
+    "empty",  # no text at all
+    "truncated",  # the model hit max_tokens, or a code fence was never closed
+    "no_code",  # no code block where one was required
+    "syntax_error",  # a Python code block does not parse
+    "missing_function",  # the solution does not define the requested function
+    "no_tests",  # the tests section is missing or asserts nothing
+    "tests_syntax_error",  # the tests do not parse
+)
+
+_FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
+_PY_LANGS = {"", "python", "py", "python3", "pycon", "ipython"}
+_SECTION = re.compile(
+    r"^[ \t]*#{2,4}[ \t]*(signature|docstring|solution|tests?)\b[^\n]*$", re.IGNORECASE | re.MULTILINE
+)
+
+
+@dataclass
+class Block:
+    """A prose or code segment of a generation (in order)."""
+
+    kind: str  # "prose" | "code"
+    text: str
+    lang: str = ""
+    closed: bool = True  # False for a code fence the text ended inside
+
+    @property
+    def is_python(self) -> bool:
+        return self.kind == "code" and self.lang.lower() in _PY_LANGS
+
+
+def split_blocks(text: str) -> list[Block]:
+    """Split markdown-ish text into prose and fenced code blocks, in order.
+
+    Example:
+        >>> [b.kind for b in split_blocks("Intro\\n```python\\nx = 1\\n```\\nMore")]
+        ['prose', 'code', 'prose']
+    """
+    blocks: list[Block] = []
+    pos = 0
+    fences = list(_FENCE.finditer(text))
+    k = 0
+    while k < len(fences):
+        opening = fences[k]
+        prose = text[pos : opening.start()]
+        if prose.strip():
+            blocks.append(Block("prose", prose.strip("\n")))
+        marker, lang = opening.group(1), opening.group(2)
+        # the closing fence: the next fence line of the same kind with no language tag
+        close = next(
+            (
+                j
+                for j in range(k + 1, len(fences))
+                if fences[j].group(1)[0] == marker[0] and not fences[j].group(2)
+            ),
+            None,
+        )
+        body_start = opening.end() + 1
+        if close is None:
+            blocks.append(Block("code", text[body_start:], lang, closed=False))
+            return blocks
+        blocks.append(Block("code", text[body_start : fences[close].start()].rstrip("\n"), lang))
+        pos = fences[close].end() + 1
+        k = close + 1
+    tail = text[pos:]
+    if tail.strip():
+        blocks.append(Block("prose", tail.strip("\n")))
+    return blocks
+
+
+def syntax_error(code: str) -> str | None:
+    """``None`` if ``code`` parses as Python, else a short description of the error."""
+    try:
+        ast.parse(code)
+    except SyntaxError as e:
+        return f"SyntaxError: {e.msg} (line {e.lineno})"
+    except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+@dataclass
+class ParsedTextbook:
+    blocks: list[Block]
+    reason: str | None = None  # None when the passage is usable
+    detail: str = ""
+    code_blocks: list[str] = field(default_factory=list)  # the Python code blocks, in order
+
+    @property
+    def n_prose(self) -> int:
+        return sum(b.kind == "prose" for b in self.blocks)
+
+
+def parse_textbook(
+    text: str | None, finish_reason: str | None = None, require_code: bool = True
+) -> ParsedTextbook:
+    """Split a textbook passage into blocks and check every Python block parses.
+
+    Example:
+        >>> parse_textbook("Lists hold items.\\n```python\\nxs = [1, 2]\\n```").reason is None
+        True
+        >>> parse_textbook("Text\\n```python\\ndef f(:\\n```").reason
+        'syntax_error'
+    """
+    if not text or not text.strip():
+        return ParsedTextbook([], "empty")
+    blocks = split_blocks(text)
+    if finish_reason == "length" or any(not b.closed for b in blocks):
+        return ParsedTextbook(blocks, "truncated", f"finish_reason={finish_reason}")
+    code = [b.text for b in blocks if b.is_python and b.text.strip()]
+    if require_code and not code:
+        return ParsedTextbook(blocks, "no_code")
+    for i, c in enumerate(code):
+        err = syntax_error(c)
+        if err:
+            return ParsedTextbook(blocks, "syntax_error", f"code block {i}: {err}", code)
+    return ParsedTextbook(blocks, None, "", code)
+
+
+@dataclass
+class ParsedExercise:
+    function_name: str | None = None
+    signature: str = ""
+    docstring: str = ""
+    solution: str = ""
+    tests: str = ""
+    reason: str | None = None  # None when all parts were found and parse
+    detail: str = ""
+
+
+def _sections(text: str) -> dict[str, str]:
+    marks = list(_SECTION.finditer(text))
+    out: dict[str, str] = {}
+    for k, m in enumerate(marks):
+        name = m.group(1).lower().rstrip("s") if m.group(1).lower().startswith("test") else m.group(1).lower()
+        end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
+        out.setdefault(name, text[m.end() : end])
+    return out
+
+
+def _first_code(section: str) -> str | None:
+    for b in split_blocks(section):
+        if b.kind == "code" and b.text.strip():
+            return b.text
+    return None
+
+
+def _find_function(tree: ast.Module, name: str | None) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if name is None:
+        return defs[0] if defs else None
+    return next((d for d in defs if d.name == name), None)
+
+
+def _signature(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    head = copy.copy(fn)  # shallow: only body and decorators are replaced
+    head.body, head.decorator_list = [ast.Pass()], []
+    return ast.unparse(head).rsplit("\n", 1)[0]
+
+
+def _has_checks(tree: ast.Module) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            return True
+    return False
+
+
+def parse_exercise(
+    text: str | None, function_name: str | None = None, finish_reason: str | None = None
+) -> ParsedExercise:
+    """Parse an exercise answer (``### Signature / Docstring / Solution / Tests`` sections, as the
+    :class:`~synth.prompts.ExercisePromptGenerator` asks for; plain fenced blocks are accepted too).
+
+    Example:
+        >>> ans = '''### Solution
+        ... ```python
+        ... def add(a: int, b: int) -> int:
+        ...     \"\"\"Add two numbers.\"\"\"
+        ...     return a + b
+        ... ```
+        ... ### Tests
+        ... ```python
+        ... assert add(1, 2) == 3
+        ... ```'''
+        >>> ex = parse_exercise(ans, "add")
+        >>> ex.reason, ex.signature, ex.docstring
+        (None, 'def add(a: int, b: int) -> int:', 'Add two numbers.')
+    """
+    ex = ParsedExercise(function_name=function_name)
+    if not text or not text.strip():
+        ex.reason = "empty"
+        return ex
+    blocks = split_blocks(text)
+    if finish_reason == "length" or any(not b.closed for b in blocks):
+        ex.reason, ex.detail = "truncated", f"finish_reason={finish_reason}"
+        return ex
+    sections = _sections(text)
+    code_blocks = [b.text for b in blocks if b.kind == "code" and b.text.strip()]
+    solution = _first_code(sections["solution"]) if "solution" in sections else None
+    if solution is None:  # no headed section: the first block defining a function
+        solution = next((c for c in code_blocks if re.search(r"^\s*(async\s+)?def\s", c, re.M)), None)
+    if solution is None:
+        ex.reason = "no_code"
+        return ex
+    ex.solution = solution
+    err = syntax_error(solution)
+    if err:
+        ex.reason, ex.detail = "syntax_error", err
+        return ex
+    fn = _find_function(ast.parse(solution), function_name)
+    if fn is None:
+        ex.reason, ex.detail = "missing_function", f"no top-level def {function_name or ''}".strip()
+        return ex
+    ex.function_name = fn.name
+    ex.signature = _signature(fn)
+    ex.docstring = ast.get_docstring(fn) or (sections.get("docstring") or "").strip()
+    tests = _first_code(sections["test"]) if "test" in sections else None
+    if tests is None:
+        tests = next(
+            (c for c in code_blocks if c is not solution and re.search(r"^\s*assert\b", c, re.M)), None
+        )
+    if not tests or not tests.strip():
+        ex.reason = "no_tests"
+        return ex
+    ex.tests = tests
+    err = syntax_error(tests)
+    if err:
+        ex.reason, ex.detail = "tests_syntax_error", err
+        return ex
+    if not _has_checks(ast.parse(tests)):
+        ex.reason, ex.detail = "no_tests", "no assert statement or test function"
+    return ex
+
+
+def stub_solution(solution: str, function_name: str) -> str:
+    """The solution with ``function_name``'s body replaced by ``return None`` (docstring kept).
+
+    Tests that still pass against the stub test nothing about the function, so the validator rejects
+    them (``tests_pass_on_stub``).
+
+    Example:
+        >>> print(stub_solution("import math\\ndef f(x):\\n    '''Doc.'''\\n    return math.sqrt(x)", "f"))
+        import math
+        <BLANKLINE>
+        def f(x):
+            \"\"\"Doc.\"\"\"
+            return None
+    """
+    tree = ast.parse(solution)
+    fn = _find_function(tree, function_name)
+    if fn is None:
+        raise ValueError(f"no top-level function {function_name!r}")
+    body: list[ast.stmt] = []
+    if ast.get_docstring(fn, clean=False) is not None:
+        body.append(fn.body[0])
+    body.append(ast.Return(value=ast.Constant(value=None)))
+    fn.body = body
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def imported_modules(code: str) -> list[str]:
+    """Top-level module names a piece of code imports (``import a.b`` -> ``a``), for the library histogram.
+
+    Example:
+        >>> imported_modules("import os.path\\nfrom collections import Counter\\nimport numpy as np")
+        ['collections', 'numpy', 'os']
+    """
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # fall back to a line scan so unparsable snippets still count
+        names = re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", code, re.M)
+        return sorted(set(names))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return sorted(names)
