@@ -9,6 +9,11 @@ from importlib import import_module
 
 # public name -> module that defines it
 _EXPORTS = {
+    "LLMClient": "curate.llm",
+    "LLMRequest": "curate.llm",
+    "LLMResult": "curate.llm",
+    "BudgetExceeded": "curate.llm",
+    "LLMQualityLabeler": "curate.llm_labeler",
     "SHARD_SCHEMA": "curate.schema",
     "SCHEMA_VERSION": "curate.schema",
     "document_to_row": "curate.schema",
@@ -46,6 +51,7 @@ _EXPORTS = {
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
 STEPS = {
+    "llm_quality_labeler": "curate.llm_labeler:LLMQualityLabeler",
     "shards": "curate.shards:ShardReader",
     "python_source": "curate.readers:PythonSourceReader",
     "jsonl_source": "curate.readers:JsonlSourceReader",
