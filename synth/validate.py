@@ -131,7 +131,7 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
             [(parsed[i].solution, tests_program(parsed[i].tests)) for i in order], workers=self.workers
         )
         passing = []
-        for i, res in zip(order, runs):
+        for i, res in zip(order, runs, strict=False):
             batch[i].metadata["test_status"] = res.status
             if res.status != "passed":
                 detail = f"{res.error_type or res.status}: {res.output_tail[-300:]}".strip()
@@ -150,7 +150,7 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
                 ],
                 workers=self.workers,
             )
-            for i, res in zip(passing, stubs):
+            for i, res in zip(passing, stubs, strict=False):
                 batch[i].metadata["stub_status"] = res.status
                 if res.passed:
                     results[i] = self._reject(
@@ -229,7 +229,7 @@ class TextbookFilter(_SandboxMixin, BaseFilter):
         if to_run:
             order = list(to_run)
             for i, res in zip(
-                order, self.sandbox.map([(to_run[i], "") for i in order], workers=self.workers)
+                order, self.sandbox.map([(to_run[i], "") for i in order], workers=self.workers), strict=False
             ):
                 batch[i].metadata["exec_status"] = res.status
                 if res.status == "passed":
