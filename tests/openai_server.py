@@ -108,7 +108,7 @@ def _prompt_text(body: dict) -> str:
 class OpenAITestServer:
     """OpenAI-compatible HTTP server on 127.0.0.1 in a background thread (context manager).
 
-    Attributes: ``base_url``, ``request_count``, ``received`` (chat/completions bodies in arrival
+    Attributes: ``base_url``, ``request_count``, ``authorizations`` (headers seen, in memory only), ``received`` (chat/completions bodies in arrival
     order), ``batch_received`` (bodies of batch lines processed), ``events`` (one dict per
     chat/completions request: ``{"key", "attempt", "fault", "status"}``), ``fault_counts``
     (Counter of injected fault kinds), ``files`` (id -> bytes), ``batches`` (id -> batch object).
@@ -141,6 +141,9 @@ class OpenAITestServer:
         self.batch_received: list[dict] = []
         self.events: list[dict] = []
         self.fault_counts: Counter = Counter()
+        self.authorizations: set[str] = (
+            set()
+        )  # Authorization headers seen (memory only; lets tests prove a key was sent)
         self.files: dict[str, bytes] = {}
         self._file_meta: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
@@ -265,6 +268,8 @@ class OpenAITestServer:
 
     async def _generate(self, request: web.Request, kind: str) -> web.StreamResponse:
         self._bump()
+        if "Authorization" in request.headers:
+            self.authorizations.add(request.headers["Authorization"])
         try:
             body = await request.json()
         except Exception:

@@ -140,8 +140,8 @@ class LLMClient:
             "duplicates": len(requests) - len(unique),
             "prompt_tokens": prompt_tokens,
             "max_completion_tokens": completion,
-            "usd": round(usd, 6),
-            "usd_batch": round(sum(self._worst_case_usd(r, batch=True) for r in todo), 6),
+            "usd": round(usd, 9),
+            "usd_batch": round(sum(self._worst_case_usd(r, batch=True) for r in todo), 9),
             "model": self.model,
             "priced": all(price_for(self._model_of(r), self.prices) is not None for r in todo),
         }
