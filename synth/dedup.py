@@ -111,7 +111,8 @@ class SynthDeduplicator:
         exact: exact duplicates of the normalised text.
         ast_solutions: duplicate solutions after AST normalisation (Python texts only).
         function_names: a function name already used by a kept exercise.
-        near: MinHash near-duplicates via :func:`curate.near_dedup.minhash_clusters`.
+        near: MinHash near-duplicates via :func:`curate.near_dedup.minhash_clusters` (``"auto"``: when
+            that module is installed; ``near_dedup_used`` says whether it ran).
         threshold, num_perm, shingle_size: MinHash parameters.
 
     Example:
@@ -125,7 +126,7 @@ class SynthDeduplicator:
         exact: bool = True,
         ast_solutions: bool = True,
         function_names: bool = True,
-        near: bool = True,
+        near: bool | str = "auto",
         threshold: float = 0.8,
         num_perm: int = 128,
         shingle_size: int = 5,
@@ -137,6 +138,7 @@ class SynthDeduplicator:
             near,
         )
         self.threshold, self.num_perm, self.shingle_size = threshold, num_perm, shingle_size
+        self.near_dedup_used = False
 
     def find(self, docs: list[Document]) -> dict[str, tuple[str, str]]:
         """``{duplicate id: (reason, id of the kept document)}`` for every document to drop."""
@@ -166,11 +168,11 @@ class SynthDeduplicator:
                         dups[did] = ("function_name_collision", seen_name[name])
                         continue
                     seen_name[name] = did
-        if self.near:
+        minhash_clusters = self._minhash() if self.near else None
+        if minhash_clusters is not None:
+            self.near_dedup_used = True
             rest = [d for d in docs if str(d.id) not in dups]
             if len(rest) > 1:
-                from curate.near_dedup import minhash_clusters
-
                 clusters = minhash_clusters(
                     [d.text for d in rest],
                     [str(d.id) for d in rest],
@@ -183,6 +185,15 @@ class SynthDeduplicator:
                     if rep != str(d.id):
                         dups[str(d.id)] = ("near_duplicate", rep)
         return dups
+
+    def _minhash(self):
+        try:
+            from curate.near_dedup import minhash_clusters
+        except ImportError:
+            if self.near == "auto":
+                return None
+            raise
+        return minhash_clusters
 
     def split(self, docs: list[Document]) -> tuple[list[Document], list[Document]]:
         """``(kept, dropped)``; dropped documents get ``filter_reason`` and ``duplicate_of`` metadata."""
