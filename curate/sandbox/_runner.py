@@ -1,8 +1,10 @@
-"""The child side of the sandbox. Run as ``python -I -S _runner.py``: standard library only, no site.
+"""The child side of the sandbox. Run as ``python -I -S _runner.py SOCKET_FD`` (a zygote): standard
+library only, no site.
 
 Process layout (see ``curate/sandbox/sandbox.py`` for the harness side)::
 
-    harness ──Popen(new session)──► RUNNER (trusted; holds the result fd and, later, the nonce)
+    harness ──unix socket──► ZYGOTE (warm, root) ──fork, new session──►
+                             RUNNER (trusted; holds the result fd and, later, the nonce)
                                       │  unshare(pid, net, mount, ipc, uts) then fork
                                       ▼
                                     CHILD = pid 1 of a fresh PID namespace, empty network
@@ -10,14 +12,17 @@ Process layout (see ``curate/sandbox/sandbox.py`` for the harness side)::
                                     fresh /proc), rlimits, unprivileged uid, env whitelist,
                                     socket audit hook -> runs program, then tests
 
-stdin carries ``<10-digit length><config JSON><nonce>\n``. The runner reads the config, forks the
+A warm zygote (``zygote_main``) forks one runner per request. The config pipe carries
+``<10-digit length><config JSON><nonce>\n``. The runner reads the config, forks the
 child, and only then reads the nonce, so the child's memory never held it; the child also closes the
-result fd and stdin before any untrusted code runs. When the child is gone (its PID namespace torn
+result and config fds before any untrusted code runs. When the child is gone (its PID namespace torn
 down with it), the runner writes ``RESULT <nonce> <json>`` on the result fd. The harness believes
 nothing else: not stdout, not exit codes.
 """
 
+import json
 import os
+import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -38,6 +43,12 @@ MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 SIGKILL = 9
+
+PRELOAD = (
+    "typing", "math", "re", "collections", "itertools", "functools", "string", "heapq", "bisect",
+    "random", "hashlib", "copy", "operator", "fractions", "decimal", "datetime", "statistics",
+    "dataclasses", "enum", "abc", "numbers", "array", "cmath", "textwrap", "unicodedata",
+)  # fmt: skip
 
 _libc = None
 
@@ -99,7 +110,9 @@ def setup_mounts(tmpfs_mb, expose=()):
     except (OSError, ValueError):
         mounts = [(b"/", b"rw", b"")]
     for point, opts, fstype in mounts:
-        if fstype == b"proc" or point.startswith(b"/proc/"):
+        # kernel pseudo filesystems are root-writable only (and /dev/shm gets its own tmpfs below):
+        # leaving them alone keeps a run's setup short
+        if point == b"/proc" or point.startswith((b"/proc/", b"/sys", b"/dev")):
             continue
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY
         # keep the flags the mount already has (required inside a user namespace)
@@ -303,18 +316,10 @@ def run_untrusted(
         _exit(0)
 
 
-def runner_main():
-    header = read_exact(0, 10)
-    cfg_bytes = read_exact(0, int(header))
-    import json
-
-    cfg = json.loads(cfg_bytes)
-    result_fd = cfg["result_fd"]
-    if os.geteuid() == 0 or cfg["mode"] != "rlimits":
-        try:
-            libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-        except OSError:
-            pass
+def runner_main(cfg_fd, result_fd):
+    """One run: read the config, fork the isolated child, report its verdict on ``result_fd``."""
+    header = read_exact(cfg_fd, 10)
+    cfg = json.loads(read_exact(cfg_fd, int(header)))
     isolation = enter_namespaces(cfg["mode"])
     token = os.urandom(16).hex()
     sr, sw = os.pipe()
@@ -327,10 +332,8 @@ def runner_main():
     if pid == 0:
         try:
             os.close(result_fd)
+            os.close(cfg_fd)
             os.close(sr)
-            devnull = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.close(devnull)
             child_main(cfg, isolation, sw, token)
         except BaseException as e:
             try:
@@ -339,9 +342,10 @@ def runner_main():
                 os._exit(70)
         os._exit(71)
     os.close(sw)
-    os.write(result_fd, f"PID {pid}\n".encode())
-    nonce = read_exact(0, 64).strip().decode()
-    os.close(0)
+    os.write(result_fd, f"PID {os.getpid()} {pid}\n".encode())
+    # only now, with the child forked, does the nonce enter this process
+    nonce = read_exact(cfg_fd, 64).strip().decode()
+    os.close(cfg_fd)
     _, wstatus = os.waitpid(pid, 0)
     # the child (PID 1 of its namespace) is gone, so every process it left was killed with it
     os.set_blocking(sr, False)
@@ -371,8 +375,6 @@ def runner_main():
         elif sig == SIGKILL:
             out.update(status="killed", error_type="SIGKILL")
         else:
-            import signal
-
             out.update(status="error", error_type=signal.Signals(sig).name)
     elif record is None:
         code = os.WEXITSTATUS(wstatus)
@@ -383,5 +385,61 @@ def runner_main():
     os._exit(0)
 
 
+def zygote_main(sock_fd):
+    """Warm parent of runners: started once per Sandbox, it forks one runner per request, so a run
+    costs two forks of a small process instead of an interpreter start. A request is a message on
+    the unix socket carrying three fds: the output pipe, the result pipe and the config pipe."""
+    import socket
+
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runners are reaped by the kernel
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 3)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            continue
+        out_w, res_w, cfg_r = fds
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.setsid()
+                os.dup2(out_w, 1)
+                os.dup2(out_w, 2)
+                os.close(out_w)
+                runner_main(cfg_r, res_w)
+            except BaseException as e:
+                try:
+                    os.write(2, f"sandbox runner failed: {type(e).__name__}: {e}\n".encode())
+                finally:
+                    os._exit(70)
+            os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
 if __name__ == "__main__":
-    runner_main()
+    # preload what every run needs, once; and the stdlib modules programs import most, so that a
+    # forked child finds them in sys.modules (each run is a fresh fork: changes never carry over)
+    import resource  # noqa: F401
+    import traceback  # noqa: F401
+
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+    libc()
+    zygote_main(int(sys.argv[1]))

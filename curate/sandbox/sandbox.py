@@ -118,6 +118,10 @@ class Sandbox:
         self.isolation = isolation
         self.python = python
         self.site_packages = site_packages
+        self._lock = threading.Lock()
+        self._zygote: subprocess.Popen | None = None
+        self._zygote_pid: int | None = None
+        self._sock = None
 
     # -- one run -------------------------------------------------------------------------------
     def run(self, program: str, tests: str = "") -> SandboxResult:
@@ -127,12 +131,10 @@ class Sandbox:
         t0 = time.monotonic()
         env = {k: os.environ[k] for k in ENV_WHITELIST if k in os.environ}
         env = {**DEFAULT_ENV, **env}
-        res_r, res_w = os.pipe()
         uid = _next_uid() if os.geteuid() == 0 else None
         cfg = {
             "program": program if isinstance(program, str) else str(program),
             "tests": tests or "",
-            "result_fd": res_w,
             "mode": "rlimits" if self.isolation == "rlimits" else "auto",
             "uid": uid,
             "gid": uid,
@@ -148,26 +150,22 @@ class Sandbox:
         }
         payload = json.dumps(cfg).encode()
         nonce = secrets.token_hex(16)
+        out_r, out_w = os.pipe()
+        res_r, res_w = os.pipe()
+        cfg_r, cfg_w = os.pipe()
         try:
-            proc = subprocess.Popen(
-                [self.python or sys.executable, "-I", "-S", RUNNER],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(res_w,),
-                start_new_session=True,
-                env=env,
-                cwd="/",
-            )
+            self._request((out_w, res_w, cfg_r), env)
         except OSError as e:
-            os.close(res_r)
-            os.close(res_w)
+            for fd in (out_r, out_w, res_r, res_w, cfg_r, cfg_w):
+                os.close(fd)
             return SandboxResult("error", False, "SandboxStartError", str(e), time.monotonic() - t0)
-        os.close(res_w)
+        for fd in (out_w, res_w, cfg_r):
+            os.close(fd)
         try:
-            self._feed(proc, b"%010d" % len(payload) + payload + nonce.encode() + b"\n")
-            verdict, out, info = self._collect(proc, res_r, nonce, t0)
+            self._feed(cfg_w, b"%010d" % len(payload) + payload + nonce.encode() + b"\n")
+            verdict, out, info = self._collect(out_r, res_r, nonce, t0)
         finally:
+            os.close(out_r)
             os.close(res_r)
         tail = out[-self.max_output_bytes :].decode("utf-8", "replace")
         status = verdict.get("status", "error")
@@ -189,38 +187,113 @@ class Sandbox:
             details=details,
         )
 
-    @staticmethod
-    def _feed(proc: subprocess.Popen, data: bytes) -> None:
-        # the runner reads its config at once; a writer thread only for payloads beyond a pipe buffer
-        if len(data) < 60_000:
-            try:
-                proc.stdin.write(data)
-                proc.stdin.close()
-            except OSError:
-                pass
-            return
+    # -- the warm zygote -----------------------------------------------------------------------
+    def _request(self, fds: tuple[int, int, int], env: dict) -> None:
+        """Ask the zygote for a runner wired to ``fds``; (re)start the zygote when needed."""
+        import socket
 
+        with self._lock:
+            for attempt in range(2):
+                if self._zygote is None or self._zygote_pid != os.getpid() or self._zygote.poll() is not None:
+                    self._start_zygote(env)
+                try:
+                    socket.send_fds(self._sock, [b"R"], list(fds))
+                    return
+                except OSError:
+                    self._stop_zygote()
+                    if attempt:
+                        raise
+
+    def _start_zygote(self, env: dict) -> None:
+        import socket
+
+        self._stop_zygote()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._zygote = subprocess.Popen(
+                [self.python or sys.executable, "-I", "-S", RUNNER, str(child.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(child.fileno(),),
+                start_new_session=True,
+                env=env,
+                cwd="/",
+            )
+        finally:
+            child.close()
+        self._sock = parent
+        self._zygote_pid = os.getpid()
+
+    def _stop_zygote(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._zygote is not None and self._zygote_pid == os.getpid():
+            # closing the socket ends the zygote; the kill only covers a wedged one
+            try:
+                self._zygote.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._zygote.kill()
+                self._zygote.wait()
+        self._zygote = None
+
+    def close(self) -> None:
+        """Stop the warm zygote (it is also stopped when the Sandbox is garbage collected)."""
+        with self._lock:
+            self._stop_zygote()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._sock is not None:
+                self._sock.close()
+        except Exception:
+            pass
+
+    def __getstate__(self) -> dict:
+        # steps holding a Sandbox must pickle: the zygote belongs to the process that started it
+        state = self.__dict__.copy()
+        state.update(_zygote=None, _sock=None, _lock=None, _zygote_pid=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- one run's plumbing ----------------------------------------------------------------------
+    @staticmethod
+    def _feed(fd: int, data: bytes) -> None:
+        # the runner reads its config at once; a writer thread only for payloads beyond a pipe buffer
         def write():
             try:
-                proc.stdin.write(data)
-                proc.stdin.close()
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
             except OSError:
                 pass
 
-        threading.Thread(target=write, daemon=True).start()
+        if len(data) < 60_000:
+            write()
+        else:
+            threading.Thread(target=write, daemon=True).start()
 
-    def _collect(self, proc: subprocess.Popen, res_r: int, nonce: str, t0: float):
+    def _collect(self, out_r: int, res_r: int, nonce: str, t0: float):
         import json
 
         deadline = t0 + self.timeout_s
         out = bytearray()
         total = 0
         res_buf = b""
-        child_pidfd = None
+        pidfds: list[int] = []
         info: dict = {}
         reason = None
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ, "out")
+        sel.register(out_r, selectors.EVENT_READ, "out")
         sel.register(res_r, selectors.EVENT_READ, "res")
         open_streams = 2
         try:
@@ -230,10 +303,9 @@ class Sandbox:
                     reason = "timeout"
                     break
                 for key, _ in sel.select(timeout=left):
-                    fd = key.fd
-                    chunk = os.read(fd, 65536)
+                    chunk = os.read(key.fd, 65536)
                     if not chunk:
-                        sel.unregister(key.fileobj)
+                        sel.unregister(key.fd)
                         open_streams -= 1
                         continue
                     if key.data == "out":
@@ -244,27 +316,18 @@ class Sandbox:
                         if total > self.max_total_output_bytes:
                             reason = "output"
                     else:
+                        had_pids = b"\n" in res_buf
                         res_buf += chunk
-                        if child_pidfd is None and res_buf.startswith(b"PID ") and b"\n" in res_buf:
-                            try:
-                                child_pidfd = os.pidfd_open(int(res_buf[4 : res_buf.index(b"\n")]))
-                            except (OSError, ValueError, AttributeError):
-                                child_pidfd = -1
+                        if not had_pids and res_buf.startswith(b"PID ") and b"\n" in res_buf:
+                            pidfds = self._open_pidfds(res_buf[4 : res_buf.index(b"\n")])
                 if reason:
                     break
+            if reason:
+                self._kill(pidfds)
         finally:
             sel.close()
-            if reason:
-                self._kill(proc, child_pidfd)
-                # drain what the runner may still have written
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._kill(proc, child_pidfd)
-                proc.wait()
-            proc.stdout.close()
-            if child_pidfd is not None and child_pidfd >= 0:
-                os.close(child_pidfd)
+            for fd in pidfds:
+                os.close(fd)
         verdict = None
         prefix = f"RESULT {nonce} "
         for line in res_buf.decode("utf-8", "replace").splitlines():
@@ -280,21 +343,28 @@ class Sandbox:
             info["output_bytes"] = total
         elif verdict is None:
             verdict = {"status": "error", "error_type": "NoResult"}
-            info["runner_returncode"] = proc.returncode
         return verdict, bytes(out), info
 
     @staticmethod
-    def _kill(proc: subprocess.Popen, child_pidfd: int | None) -> None:
-        # PID 1 of the child's namespace first: the kernel then kills everything inside it
-        if child_pidfd is not None and child_pidfd >= 0:
+    def _open_pidfds(line: bytes) -> list[int]:
+        # pidfds, not pids: a kill can never hit a recycled pid
+        fds = []
+        for pid in line.split():
             try:
-                signal.pidfd_send_signal(child_pidfd, signal.SIGKILL)
+                fds.append(os.pidfd_open(int(pid)))
+            except (OSError, ValueError):
+                pass
+        return fds
+
+    @staticmethod
+    def _kill(pidfds: list[int]) -> None:
+        # the child first (PID 1 of its namespace: the kernel then kills everything inside), then the
+        # runner, which killing the child would otherwise have the runner report
+        for fd in reversed(pidfds):
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
             except OSError:
                 pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
 
     def _site_paths(self) -> list[str]:
         import site
