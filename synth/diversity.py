@@ -41,6 +41,8 @@ def _load_rows(input_dir: str | Path, limit: int | None) -> list[dict]:
 
     root = Path(input_dir)
     data = root / "data" if (root / "data").is_dir() else root
+    if not data.is_dir() or not any(data.rglob("*.parquet")):
+        return []  # e.g. a dry run: nothing generated yet; the report says rows = 0
     dataset = ds.dataset(str(data), format="parquet")
     cols = [c for c in ("id", "text", "constraints", "extra") if c in dataset.schema.names]
     if "text" not in cols:
@@ -170,6 +172,7 @@ def diversity_metrics(
     texts = [r["text"] for r in rows]
     report: dict[str, Any] = {"input_dir": str(input_dir), "rows": n}
     if n == 0:
+        report["note"] = "no rows"
         return report, {}
     hashes = [content_hash(t) for t in texts]
     report["exact_duplicate_rate"] = round(1 - len(set(hashes)) / n, 6)
