@@ -6,10 +6,12 @@ index (O(1) per prompt, no memory), which gives three guarantees:
 
 - the same seed and taxonomies always give the same prompts (``prompt_at(i)`` == ``generate(...)[i]``);
 - no constraint tuple repeats until the whole grid has been used (the map is a bijection on ``[0, G)``);
-- stratified quotas: the dimensions named in ``strata`` (default: the topic leaf) are exactly balanced,
-  every prefix of ``n`` prompts gives each stratum ``floor(n/S)`` or ``ceil(n/S)`` prompts (when the
-  rest of the grid is at least as large as the strata), while the other dimensions are a pseudo-random
-  sample without replacement within each stratum (so their counts are close to uniform, not exact).
+- stratified quotas: the dimensions named in ``strata`` (default: the topic leaf) are balanced. Within
+  the first ``R`` prompts (``R`` = the size of the rest of the grid, e.g. 972,000 for the bundled
+  textbook grid) every prefix of ``n`` prompts gives each stratum ``floor(n/S)`` or ``ceil(n/S)``
+  prompts; after that the counts of any two strata differ by at most ``(R mod S) + 1``. The other
+  dimensions are a pseudo-random sample without replacement (close to uniform, not exact), and the
+  rest-of-grid tuple (e.g. the exercise function name) never repeats within the first ``R`` prompts.
 
 How the bijection works: split the grid into strata (size ``S``) and the rest (size ``R``). For
 ``i = q*R + m``: ``rest = P_R(m)``, ``stratum = P2((P_S,round(m % S) + q) mod S)`` with ``round = m // S``,
