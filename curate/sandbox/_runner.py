@@ -109,7 +109,7 @@ def setup_mounts(tmpfs_mb, expose=()):
                 mounts.append((parts[4], parts[5], parts[sep + 1]))
     except (OSError, ValueError):
         mounts = [(b"/", b"rw", b"")]
-    for point, opts, fstype in mounts:
+    for point, opts, _fstype in mounts:
         # kernel pseudo filesystems are root-writable only (and /dev/shm gets its own tmpfs below):
         # leaving them alone keeps a run's setup short
         if point == b"/proc" or point.startswith((b"/proc/", b"/sys", b"/dev")):

@@ -28,8 +28,9 @@ from pathlib import Path
 
 RUNNER = str(Path(__file__).with_name("_runner.py"))
 
-#: environment variables a program may see (whitelist); everything else, API keys included, is dropped
-ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+#: environment variables passed through (whitelist) on top of DEFAULT_ENV; everything else, API keys
+#: included, is dropped
+ENV_WHITELIST = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 #: uids handed to sandboxed programs when the harness runs as root: fresh per run, so a program's
@@ -183,7 +184,7 @@ class Sandbox:
             output_tail=tail,
             duration_s=time.monotonic() - t0,
             isolation=verdict.get("isolation"),
-            uid=verdict.get("uid"),
+            uid=verdict.get("uid", uid),
             details=details,
         )
 
@@ -324,6 +325,14 @@ class Sandbox:
                     break
             if reason:
                 self._kill(pidfds)
+                # wait for the end of file on both pipes: every process that held them is dead then,
+                # so nothing of this run outlives the call
+                grace = time.monotonic() + 10
+                while open_streams and time.monotonic() < grace:
+                    for key, _ in sel.select(timeout=0.5):
+                        if not os.read(key.fd, 65536):
+                            sel.unregister(key.fd)
+                            open_streams -= 1
         finally:
             sel.close()
             for fd in pidfds:
