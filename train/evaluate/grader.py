@@ -94,7 +94,7 @@ def grade_solutions(
     results = client.run(reqs)
     rows = []
     per_model: dict[str, list] = defaultdict(list)
-    for s, res in zip(solutions, results):
+    for s, res in zip(solutions, results, strict=True):
         score = parse_score(res.text) if res.ok else None
         error = None if res.ok and score is not None else (res.error or "no SCORE line in the grader reply")
         row = {

