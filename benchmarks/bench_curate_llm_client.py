@@ -30,7 +30,10 @@ SERVER = (
 
 def prompts(n: int, tag: str) -> list[str]:
     # distinct prompts per run so ours always starts from a cold cache (and the bare loop sends the same sizes)
-    return [f"[{tag}] Rate the educational value of snippet {i}: def f{i}(x):\n    return x * {i}\n" for i in range(n)]
+    return [
+        f"[{tag}] Rate the educational value of snippet {i}: def f{i}(x):\n    return x * {i}\n"
+        for i in range(n)
+    ]
 
 
 async def bare_loop(base_url: str, texts: list[str], concurrency: int, model: str) -> int:
@@ -57,7 +60,9 @@ def ours(base_url: str, texts: list[str], concurrency: int, model: str, cache: P
 
     client = LLMClient(model=model, base_url=base_url, api_key_env="BENCH_KEY", cache_path=cache,
                        max_concurrency=concurrency)  # fmt: skip
-    reqs = [LLMRequest(messages=[{"role": "user", "content": t}], temperature=0.0, max_tokens=8) for t in texts]
+    reqs = [
+        LLMRequest(messages=[{"role": "user", "content": t}], temperature=0.0, max_tokens=8) for t in texts
+    ]
     results = client.run(reqs)
     assert client.usage["prompt_tokens"] > 0 and len(client._cache) >= len(texts)
     return sum(r.ok for r in results)

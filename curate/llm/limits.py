@@ -73,24 +73,30 @@ def backoff_s(attempt: int, base_s: float, max_s: float, rng: random.Random) -> 
 
 
 class TokenBucket:
-    """Async token bucket: ``capacity`` per minute, refilled continuously. ``None`` capacity = unlimited."""
+    """Async token bucket refilled at ``per_minute / 60`` per second; ``None`` = unlimited.
+
+    The bucket holds at most one second's worth (so a fresh client does not burst a whole minute's
+    quota at once). A request larger than that waits for a full bucket and then leaves the bucket in
+    debt, so the long-run rate stays exact even for oversized requests.
+    """
 
     def __init__(self, per_minute: float | None):
-        self.capacity = float(per_minute) if per_minute else None
-        self.tokens = self.capacity or 0.0
+        self.rate = float(per_minute) / 60.0 if per_minute else None
+        self.capacity = max(1.0, self.rate) if self.rate else 0.0
+        self.tokens = self.capacity
         self.updated = time.monotonic()
         self._lock = asyncio.Lock()
 
     async def acquire(self, amount: float = 1.0) -> None:
-        if self.capacity is None:
+        if self.rate is None:
             return
-        amount = min(amount, self.capacity)  # one oversized request must still be able to go
-        async with self._lock:
+        need = min(amount, self.capacity)
+        async with self._lock:  # FIFO: waiters are served in arrival order
             while True:
                 now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.capacity / 60.0)
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
-                if self.tokens >= amount:
+                if self.tokens >= need:
                     self.tokens -= amount
                     return
-                await asyncio.sleep((amount - self.tokens) * 60.0 / self.capacity)
+                await asyncio.sleep((need - self.tokens) / self.rate)

@@ -56,6 +56,24 @@ def test_retry_after_is_honoured(openai_server, tmp_path):
     assert srv.request_count == 2
 
 
+def test_rpm_and_tpm_limits(openai_server):
+    srv = openai_server()
+    client = LLMClient(
+        model="m", base_url=srv.base_url, cache_path=None, rpm=1200, max_concurrency=16, **FAST
+    )
+    t0 = time.monotonic()
+    assert all(r.ok for r in client.run(reqs(40)))
+    # 1200 rpm = 20/s with a one-second bucket: 20 at once, the other 20 over ~1 s
+    assert 0.9 < time.monotonic() - t0 < 5
+    # tpm: each request is worth ~ 4 + 1 prompt + 8 completion tokens; 6000 tpm = 100 tokens/s
+    client = LLMClient(
+        model="m", base_url=srv.base_url, cache_path=None, tpm=6000, max_concurrency=16, **FAST
+    )
+    t0 = time.monotonic()
+    assert all(r.ok for r in client.run(reqs(16, prefix="t")))
+    assert 0.8 < time.monotonic() - t0 < 5
+
+
 def test_header_parsing():
     assert parse_duration_s("20ms") == pytest.approx(0.02)
     assert parse_duration_s("6m0s") == 360
