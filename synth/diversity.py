@@ -54,13 +54,21 @@ def _load_rows(input_dir: str | Path, limit: int | None) -> list[dict]:
     for i, row in enumerate(rows):
         row.setdefault("id", str(i))
         row["text"] = row.get("text") or ""
-        c = row.get("constraints")
-        row["constraints"] = dict(c) if c else {}
+        row["constraints"] = map_to_dict(row.get("constraints"))
         try:
             row["extra"] = json.loads(row["extra"]) if row.get("extra") else {}
         except (TypeError, ValueError):
             row["extra"] = {}
     return rows
+
+
+def map_to_dict(value) -> dict:
+    """A pyarrow map value as a dict (pyarrow gives lists of pairs or of ``{key, value}`` structs)."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    return dict((v["key"], v["value"]) if isinstance(v, dict) else tuple(v) for v in value)
 
 
 def _entropy(counts: Counter) -> tuple[float, float]:

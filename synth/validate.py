@@ -51,6 +51,23 @@ def tests_program(tests: str) -> str:
     return tests + "".join(f"\n{name}()" for name in names) + ("\n" if names else "")
 
 
+# error types that describe the harness, not the program: such a run says nothing about the code
+_HARNESS_ERRORS = frozenset({"NoResult"})
+
+
+def _map(sandbox, jobs: list[tuple[str, str]], workers: int, retries: int = 2) -> list:
+    """``sandbox.map`` that re-runs jobs whose run produced no verdict at all (a harness hiccup), so a
+    transient infrastructure failure never decides whether an exercise is kept."""
+    results = sandbox.map(jobs, workers=workers)
+    for _ in range(retries):
+        again = [i for i, r in enumerate(results) if r.status == "error" and r.error_type in _HARNESS_ERRORS]
+        if not again:
+            break
+        for i, r in zip(again, sandbox.map([jobs[i] for i in again], workers=workers), strict=True):
+            results[i] = r
+    return results
+
+
 class _SandboxMixin:
     @property
     def sandbox(self):
@@ -127,8 +144,8 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
                 parsed[i] = ex
         # phase 1: the solution against its tests
         order = list(parsed)
-        runs = self.sandbox.map(
-            [(parsed[i].solution, tests_program(parsed[i].tests)) for i in order], workers=self.workers
+        runs = _map(
+            self.sandbox, [(parsed[i].solution, tests_program(parsed[i].tests)) for i in order], self.workers
         )
         passing = []
         for i, res in zip(order, runs, strict=False):
@@ -140,16 +157,11 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
                 passing.append(i)
         # phase 2: the same tests against a stub body (only for solutions that passed: less sandbox work)
         if self.check_stub and passing:
-            stubs = self.sandbox.map(
-                [
-                    (
-                        stub_solution(parsed[i].solution, parsed[i].function_name),
-                        tests_program(parsed[i].tests),
-                    )
-                    for i in passing
-                ],
-                workers=self.workers,
-            )
+            jobs = [
+                (stub_solution(parsed[i].solution, parsed[i].function_name), tests_program(parsed[i].tests))
+                for i in passing
+            ]
+            stubs = _map(self.sandbox, jobs, self.workers)
             for i, res in zip(passing, stubs, strict=False):
                 batch[i].metadata["stub_status"] = res.status
                 if res.passed:
@@ -229,7 +241,7 @@ class TextbookFilter(_SandboxMixin, BaseFilter):
         if to_run:
             order = list(to_run)
             for i, res in zip(
-                order, self.sandbox.map([(to_run[i], "") for i in order], workers=self.workers), strict=False
+                order, _map(self.sandbox, [(to_run[i], "") for i in order], self.workers), strict=False
             ):
                 batch[i].metadata["exec_status"] = res.status
                 if res.status == "passed":
