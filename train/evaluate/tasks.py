@@ -14,6 +14,7 @@ Three prompt formats, every output carries its label:
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,12 +70,17 @@ def truncate_at_stop(text: str, stop: list[str]) -> str:
 def _mbpp_function(solution: str, tests: str) -> tuple[str | None, str, list[str]]:
     """(name, signature line, import lines) of the function MBPP's tests call, from the canonical code."""
     try:
-        tree = ast.parse(solution)
+        with warnings.catch_warnings():  # MBPP code has invalid escapes ("\w"): not ours to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(solution)
     except SyntaxError:
         return None, "", []
     called = set()
     try:
-        for node in ast.walk(ast.parse(tests)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            test_tree = ast.parse(tests)
+        for node in ast.walk(test_tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 called.add(node.func.id)
     except SyntaxError:
