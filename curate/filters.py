@@ -214,7 +214,8 @@ class EncodedDataFilter(BaseFilter):
 
 class PythonSyntaxFilter(BaseFilter):
     """Keep only code that ``ast.parse`` accepts. Reasons: ``syntax_error``, ``too_deeply_nested``
-    (RecursionError, or the parser's own stack limit), ``memory_error``, ``invalid_source`` (ValueError,
+    (RecursionError, or "too many nested parentheses"), ``too_complex`` (the parser's own stack overflowed:
+    a MemoryError), ``invalid_source`` (ValueError,
     e.g. NUL bytes). Nothing escapes: a pathological file is excluded, never fatal.
 
     Example:
@@ -234,9 +235,10 @@ class PythonSyntaxFilter(BaseFilter):
                 ast.parse(doc.text)
         except RecursionError:
             return False, "too_deeply_nested"
-        except MemoryError as error:
-            # CPython raises MemoryError("Parser stack overflowed...") for very deep nesting
-            return False, "too_deeply_nested" if "stack" in str(error).lower() else "memory_error"
+        except MemoryError:
+            # CPython's parser raises a bare MemoryError when its own stack overflows on deeply nested
+            # (or otherwise pathological) source: the file is too complex to parse, not a host OOM
+            return False, "too_complex"
         except SyntaxError as error:
             if "too many nested" in str(error) or "too complex" in str(error):
                 return False, "too_deeply_nested"

@@ -24,7 +24,7 @@ filter_reason  string    why a document was dropped (exclusion shards only)
 filter_step    string    which step dropped it (exclusion shards only)
 model          string    model that generated or scored the row (synth, LLM labels)
 prompt_hash    string    hash of the prompt that generated the row (synth)
-constraints    map       the constraint tuple of a generated row, e.g. ``{"topic": ..., "audience": ...}``
+constraints    list      the constraint tuple of a generated row as ``[{key, value}, ...]`` (a dict in metadata)
 extra          string    JSON object of any other metadata (kept losslessly)
 ============== ========= ============================================================================
 
@@ -60,7 +60,8 @@ SHARD_SCHEMA = pa.schema(
         pa.field("filter_step", pa.string()),
         pa.field("model", pa.string()),
         pa.field("prompt_hash", pa.string()),
-        pa.field("constraints", pa.map_(pa.string(), pa.string())),
+        # a list of {key, value} structs rather than a map: HF datasets has no map type
+        pa.field("constraints", pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))),
         pa.field("extra", pa.string()),
     ],
     metadata={"textbooks.schema_version": str(SCHEMA_VERSION)},
@@ -101,7 +102,7 @@ def document_to_row(document) -> dict[str, Any]:
             extra[key] = value
     constraints = row.get("constraints")
     if constraints is not None:
-        row["constraints"] = {str(k): str(v) for k, v in dict(constraints).items()}
+        row["constraints"] = [{"key": str(k), "value": str(v)} for k, v in dict(constraints).items()]
     if row.get("quality_score") is not None:
         row["quality_score"] = float(row["quality_score"])
     for key in (
@@ -131,8 +132,8 @@ def row_to_metadata(row: dict[str, Any]) -> dict[str, Any]:
         {'source': 'stdlib', 'n': 3}
     """
     metadata = {k: v for k, v in row.items() if k in COLUMN_KEYS and v is not None}
-    if isinstance(metadata.get("constraints"), list):  # pyarrow returns maps as lists of pairs
-        metadata["constraints"] = dict(metadata["constraints"])
+    if isinstance(metadata.get("constraints"), list):
+        metadata["constraints"] = {item["key"]: item["value"] for item in metadata["constraints"]}
     extra = row.get("extra")
     if extra:
         metadata.update(json.loads(extra))
