@@ -106,6 +106,13 @@ class ResultCache:
             conn.execute("ROLLBACK")
             raise
 
+    def __getstate__(self) -> dict:  # connections don't pickle; each process opens its own
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+        self._local = threading.local()
+
     def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not mean "non-empty")
         return True
 
