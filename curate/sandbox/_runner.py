@@ -217,16 +217,15 @@ def install_network_guard():
     sys.addaudithook(hook)
 
 
-def child_main(cfg, isolation, status_fd, token):
+def child_main(cfg, isolation, status_fd, token, host_workdir):
     lc = libc() if isolation != "rlimits" else None
-    workdir = None
-    if isolation != "rlimits":
-        if setup_mounts(cfg["tmpfs_mb"], cfg.get("expose", ())):
-            workdir = "/tmp/work"
-    if workdir is None:
+    workdir = host_workdir
+    if isolation != "rlimits" and setup_mounts(cfg["tmpfs_mb"], cfg.get("expose", ())):
+        workdir = "/tmp/work"
+    if workdir is None:  # namespaces without a private tmpfs (mount refused): a host temp dir
         import tempfile
 
-        workdir = tempfile.mkdtemp(prefix="sandbox-", dir=cfg.get("host_tmp"))
+        workdir = tempfile.mkdtemp(prefix="sandbox-")
     os.makedirs(workdir, exist_ok=True)
     uid, gid = cfg["uid"], cfg["gid"]
     drop = isolation == "root-namespaces" and uid is not None
@@ -320,7 +319,13 @@ def runner_main(cfg_fd, result_fd):
     """One run: read the config, fork the isolated child, report its verdict on ``result_fd``."""
     header = read_exact(cfg_fd, 10)
     cfg = json.loads(read_exact(cfg_fd, int(header)))
+    outer_uid = os.getuid()
     isolation = enter_namespaces(cfg["mode"])
+    host_workdir = None
+    if isolation == "rlimits":  # no private tmpfs: a host temp dir, removed by this runner afterwards
+        import tempfile
+
+        host_workdir = tempfile.mkdtemp(prefix="sandbox-")
     token = os.urandom(16).hex()
     sr, sw = os.pipe()
     # the child's status pipe sits on an unpredictable high fd
@@ -334,7 +339,7 @@ def runner_main(cfg_fd, result_fd):
             os.close(result_fd)
             os.close(cfg_fd)
             os.close(sr)
-            child_main(cfg, isolation, sw, token)
+            child_main(cfg, isolation, sw, token, host_workdir)
         except BaseException as e:
             try:
                 os.write(2, f"sandbox setup failed: {type(e).__name__}: {e}\n".encode())
@@ -358,7 +363,11 @@ def runner_main(cfg_fd, result_fd):
             data += b
     except BlockingIOError:
         pass
-    out = {"isolation": isolation, "uid": cfg["uid"] if isolation == "root-namespaces" else os.getuid()}
+    if host_workdir:
+        import shutil
+
+        shutil.rmtree(host_workdir, ignore_errors=True)
+    out = {"isolation": isolation, "uid": cfg["uid"] if isolation == "root-namespaces" else outer_uid}
     record = None
     for line in data.decode("utf-8", "replace").splitlines():
         parts = line.split(" ", 3)
