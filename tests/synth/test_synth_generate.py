@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from curate.llm import LLMClient
+from curate.llm import LLMClient, LLMRequest
 from curate.llm.cache import ResultCache
 from synth.diversity import map_to_dict
 from synth.generate import build_requests, generate_synth, make_prompts
@@ -261,16 +261,14 @@ generate_synth("exercises", sys.argv[1], n=int(sys.argv[2]), base_url=sys.argv[3
 
 
 def _key_of(body):
-    return LLMClient(cache_path=None).key_for(
-        build_requests([], 0)[0]
-        if False
-        else __import__("curate.llm", fromlist=["LLMRequest"]).LLMRequest(
-            messages=body["messages"],
-            temperature=body["temperature"],
-            max_tokens=body["max_tokens"],
-            seed=body.get("seed"),
-        )
+    """The client's cache key of a request body the server received."""
+    req = LLMRequest(
+        messages=body["messages"],
+        temperature=body["temperature"],
+        max_tokens=body["max_tokens"],
+        seed=body.get("seed"),
     )
+    return LLMClient(cache_path=None).key_for(req)
 
 
 def test_kill_9_mid_generation_then_rerun_resends_nothing_and_matches(openai_server, tmp_path):
