@@ -47,6 +47,10 @@ _EXPORTS = {
     "EmbeddingStep": "curate.embed",
     "load_embeddings": "curate.embed",
     "DEFAULT_EMBEDDER": "curate.embed",
+    "HeuristicLabeler": "curate.labelers",
+    "QualityClassifier": "curate.classifier",
+    "ClassifierFilter": "curate.classifier",
+    "train_quality_classifier": "curate.classifier",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
@@ -67,10 +71,14 @@ STEPS = {
     "python_syntax": "curate.filters:PythonSyntaxFilter",
     "exact_dedup": "curate.dedup:ExactDedupFilter",
     "embed": "curate.embed:EmbeddingStep",
+    "heuristic_labeler": "curate.labelers:HeuristicLabeler",
+    "classifier_filter": "curate.classifier:ClassifierFilter",
 }
 
 # short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
-JOBS: dict[str, str] = {}
+JOBS: dict[str, str] = {
+    "train_quality_classifier": "curate.classifier:train_quality_classifier",
+}
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
 

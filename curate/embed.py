@@ -142,6 +142,8 @@ class SentenceEmbedder(_Embedder):
         device: ``"cpu"``, ``"cuda"``, ...; None picks the GPU when present.
         max_tokens: chunk length in tokenizer tokens; None uses the model's ``max_seq_length`` (minus the
             special tokens the model adds).
+        max_chunks: embed at most this many chunks per document (its beginning); None = the whole document.
+            A cap bounds the cost of very long files (CPU runs, quickstart).
 
     Example:
         >>> emb = SentenceEmbedder()
@@ -156,11 +158,13 @@ class SentenceEmbedder(_Embedder):
         batch_size: int = 64,
         device: str | None = None,
         max_tokens: int | None = None,
+        max_chunks: int | None = None,
     ):
         self.model = None if model is None else str(model)
         self.batch_size = batch_size
         self.device = device
         self.max_tokens = max_tokens
+        self.max_chunks = max_chunks
 
     @property
     def st_model(self):
@@ -208,6 +212,8 @@ class SentenceEmbedder(_Embedder):
             return np.zeros((0, self.dimension), dtype=np.float32)
         st = self.st_model
         spans = _chunk_spans(st.tokenizer, texts, self.chunk_tokens)
+        if self.max_chunks:
+            spans = [s[: self.max_chunks] for s in spans]
         chunks = [texts[i][a:b] for i, doc_spans in enumerate(spans) for a, b in doc_spans]
         if len(chunks) == len(texts):  # nothing was chunked: one encode, no pooling
             out = st.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
