@@ -50,7 +50,7 @@ def main(n=100, workers=2):
         for i, (ep, _, _, text) in enumerate(items)
     ]
     f = ExerciseFilter(workers=workers, timeout_s=10, batch_size=len(docs))
-    f.filter_batch(docs[:1] and [Document(docs[0].text, "warm", metadata=dict(docs[0].metadata))])  # warm-up
+    f.filter_batch([Document(docs[0].text, "warm", metadata=dict(docs[0].metadata))])  # warm-up
     t0 = time.perf_counter()
     verdicts = f.filter_batch(docs)
     kept = [d for d, v in zip(docs, verdicts, strict=True) if v is True]
