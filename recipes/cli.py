@@ -204,6 +204,23 @@ def list_():
         console.print(table)
 
 
+@report_app.command("diversity")
+def report_diversity(
+    input_dir: str = typer.Argument(..., help="A shard directory (or any folder of Parquet files with `text`)."),
+    output_dir: str | None = typer.Option(None, help="Where the report goes (default INPUT_DIR/diversity)."),
+    limit: int | None = typer.Option(None, help="First N rows only."),
+    embed: bool = typer.Option(True, help="Vendi score on sentence embeddings (bundled offline model)."),
+    near: bool = typer.Option(True, help="MinHash near-duplicate rate."),
+):
+    """Diversity report (HTML + JSON): duplicates, distinct-n, Vendi, grid coverage, names, imports."""
+    from synth.diversity import write_diversity_report
+
+    report = write_diversity_report(input_dir, output_dir or str(Path(input_dir) / "diversity"), limit=limit,
+                                    embed=embed, near=near)
+    keys = ("rows", "exact_duplicate_rate", "near_duplicate_rate", "compression_ratio", "report_html")
+    console.print(json.dumps({k_: report.get(k_) for k_ in keys}, indent=2))
+
+
 @app.command("eval")
 def eval_(
     benchmark: str = typer.Argument("humaneval", help="humaneval | mbpp"),
