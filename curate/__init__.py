@@ -51,6 +51,8 @@ _EXPORTS = {
     "QualityClassifier": "curate.classifier",
     "ClassifierFilter": "curate.classifier",
     "train_quality_classifier": "curate.classifier",
+    "NearDedupFilter": "curate.near_dedup",
+    "minhash_clusters": "curate.near_dedup",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
@@ -73,11 +75,13 @@ STEPS = {
     "embed": "curate.embed:EmbeddingStep",
     "heuristic_labeler": "curate.labelers:HeuristicLabeler",
     "classifier_filter": "curate.classifier:ClassifierFilter",
+    "near_dedup": "curate.near_dedup:NearDedupFilter",
 }
 
 # short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
 JOBS: dict[str, str] = {
     "train_quality_classifier": "curate.classifier:train_quality_classifier",
+    "near_dedup_datatrove": "curate.near_dedup:near_dedup_datatrove",
 }
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
