@@ -250,14 +250,15 @@ def benchmark_sequences(solution: str, min_nodes: int = 1) -> list[str]:
     """Sequences a benchmark solution is matched through: the whole solution (imports and docstrings
     dropped) and each of its functions/methods on its own, so that a training unit holding only the
     main function of a solution that also defines constants or helpers is still found. Sequences
-    shorter than ``min_nodes`` are left out (the whole solution is always kept). Unparseable
+    shorter than ``min_nodes`` are left out: a one-liner such as ``def f(xs): return min(xs)`` has
+    the shape of thousands of unrelated functions, so matching it is no evidence. Unparseable
     solutions give ``[]``."""
     try:
         whole = ast_sequence(solution)
         parts = [u.sequence for u in split_units(solution) if u.kind != "module"]
     except PARSE_ERRORS:
         return []
-    out = [whole] if whole else []
+    out = [whole] if len(whole) >= min_nodes and whole else []
     for seq in parts:
         if len(seq) >= min_nodes and seq not in out:
             out.append(seq)
@@ -289,8 +290,8 @@ class AstMatchIndex:
     Args:
         floor: only rates >= ``floor`` are computed exactly (rapidfuzz ``score_cutoff``; below it the
             rate is reported as 0.0). Set it at or below the smallest tau you will prune at.
-        min_nodes: per-function sequences of a solution shorter than this are not indexed on their
-            own (the whole solution always is).
+        min_nodes: benchmark sequences shorter than this many nodes are not indexed (one-liners
+            whose shape is generic); items left with none are listed in ``too_small_``.
         workers: threads for ``process.cdist`` (-1 = all cores).
         bucket_ratio: width of a training-length bucket (max/min length inside one bucket).
         chunk_rows: training sequences per ``cdist`` call (bounds the score-matrix memory).
@@ -318,12 +319,17 @@ class AstMatchIndex:
         self.chunk_rows = chunk_rows
 
     def fit(self, solutions: list[str]) -> AstMatchIndex:
-        """Index the solutions (source code). Unparseable ones are listed in ``unparseable_``."""
-        seqs, owners, self.unparseable_ = [], [], []
+        """Index the solutions (source code). Unparseable ones are listed in ``unparseable_``, those
+        with no sequence of ``min_nodes`` nodes in ``too_small_``."""
+        seqs, owners, self.unparseable_, self.too_small_ = [], [], [], []
         for item, solution in enumerate(solutions):
             variants = benchmark_sequences(solution, self.min_nodes)
             if not variants:
-                self.unparseable_.append(item)
+                try:
+                    ast_sequence(solution)
+                    self.too_small_.append(item)
+                except PARSE_ERRORS:
+                    self.unparseable_.append(item)
             for seq in variants:
                 seqs.append(seq)
                 owners.append(item)

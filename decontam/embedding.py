@@ -1,0 +1,112 @@
+"""Embedding distance between training documents and benchmark solutions (phi-1, Section 5.2).
+
+Vectors come from :mod:`curate.embed` (rows L2-normalised). Stored embeddings of a shard directory
+(``SHARD_DIR/embeddings/<model_id>/``) are reused; documents without one are embedded on the fly.
+The distance is the L2 distance of normalised vectors, ``sqrt(2 - 2 cos)`` in [0, 2]; it is computed
+in chunks of training rows (one matrix product per chunk), keeping per training document its nearest
+benchmark item and per benchmark item its ``k`` nearest training documents.
+
+Example:
+    >>> import numpy as np
+    >>> train = np.eye(3, dtype=np.float32); bench = np.eye(3, dtype=np.float32)[:2]
+    >>> res = embedding_neighbours(train, bench, k=1)
+    >>> res.item_dist[:, 0].tolist(), res.doc_item.tolist()
+    ([0.0, 0.0], [0, 1, 0])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class NeighbourResult:
+    """``doc_dist``/``doc_item``: (n_docs,) distance to and index of each document's nearest item;
+    ``item_dist``/``item_doc``: (n_items, k) the k nearest documents of each item, nearest first."""
+
+    doc_dist: np.ndarray
+    doc_item: np.ndarray
+    item_dist: np.ndarray
+    item_doc: np.ndarray
+
+
+def embedding_neighbours(
+    train: np.ndarray, bench: np.ndarray, k: int = 5, chunk_rows: int = 16384
+) -> NeighbourResult:
+    """Nearest items per training row and top-``k`` training rows per item, by L2 on normalised vectors.
+
+    Both inputs must be L2-normalised float arrays (what :mod:`curate.embed` returns).
+    """
+    n, m = len(train), len(bench)
+    k = max(1, min(k, n)) if n else 0
+    doc_dist = np.full(n, np.inf, dtype=np.float32)
+    doc_item = np.full(n, -1, dtype=np.int64)
+    best_sim = np.full((m, k), -np.inf, dtype=np.float32)
+    best_doc = np.full((m, k), -1, dtype=np.int64)
+    if n == 0 or m == 0:
+        return NeighbourResult(doc_dist, doc_item, np.zeros((m, k), np.float32), best_doc)
+    bench = np.ascontiguousarray(bench, dtype=np.float32)
+    for start in range(0, n, chunk_rows):
+        block = np.ascontiguousarray(train[start : start + chunk_rows], dtype=np.float32)
+        sims = block @ bench.T  # (rows, m) cosine similarities
+        arg = sims.argmax(axis=1)
+        doc_item[start : start + len(block)] = arg
+        doc_dist[start : start + len(block)] = _dist(sims[np.arange(len(block)), arg])
+        # merge this chunk's top-k per item into the running top-k
+        kk = min(k, len(block))
+        top = np.argpartition(-sims, kk - 1, axis=0)[:kk].T  # (m, kk) row indices
+        cand_sim = np.concatenate([best_sim, np.take_along_axis(sims.T, top, axis=1)], axis=1)
+        cand_doc = np.concatenate([best_doc, top + start], axis=1)
+        keep = np.argsort(-cand_sim, axis=1, kind="stable")[:, :k]
+        best_sim = np.take_along_axis(cand_sim, keep, axis=1)
+        best_doc = np.take_along_axis(cand_doc, keep, axis=1)
+    return NeighbourResult(doc_dist, doc_item, _dist(best_sim), best_doc)
+
+
+def _dist(sims: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None)).astype(np.float32)
+
+
+def document_embeddings(
+    shard_dir: str | os.PathLike | None,
+    ids: Sequence[str],
+    texts: Sequence[str] | None,
+    embedder=None,
+) -> tuple[np.ndarray, int]:
+    """Embeddings of the documents ``ids`` (rows in that order) and how many were reused from storage.
+
+    Stored vectors under ``shard_dir`` for the embedder's ``model_id`` are reused; the rest are computed
+    from ``texts`` (which may then not be None).
+    """
+    from curate.embed import _as_embedder, load_embeddings
+
+    emb = _as_embedder(embedder)
+    stored: dict[str, int] = {}
+    X_stored = None
+    if shard_dir is not None:
+        try:
+            stored_ids, X_stored = load_embeddings(shard_dir, emb.model_id)
+            stored = {i: r for r, i in enumerate(stored_ids)}
+        except FileNotFoundError:
+            pass
+    missing = [r for r, i in enumerate(ids) if i not in stored]
+    computed = None
+    if missing:
+        if texts is None:
+            raise ValueError(f"{len(missing)} documents have no stored embedding and no text was given")
+        computed = emb.transform([texts[r] for r in missing])
+    dim = (X_stored.shape[1] if X_stored is not None and X_stored.size else None) or (
+        computed.shape[1] if computed is not None else 0
+    )
+    out = np.zeros((len(ids), dim), dtype=np.float32)
+    if computed is not None:
+        out[missing] = computed
+    reused = [(r, stored[i]) for r, i in enumerate(ids) if i in stored]
+    if reused:
+        rows, src = zip(*reused, strict=True)
+        out[list(rows)] = X_stored[list(src)]
+    return out, len(reused)

@@ -1,0 +1,623 @@
+"""Score a shard directory against benchmarks once, then prune it at every tau (phi-1, Section 5.2).
+
+One pass parses every training document into units (:mod:`decontam.ast_match`), computes each unit's
+maximum AST match rate against each benchmark and each document's minimum embedding distance
+(:mod:`decontam.embedding`), and stores them as real columns in side Parquet tables keyed by id
+(filterable with pandas/duckdb/polars without touching the shards)::
+
+    OUTPUT/
+      scores.parquet          one row per document: id, n_units, parse_error,
+                              ast_max_<bench>, ast_item_<bench>, ast_unit_<bench>,
+                              emb_min_<bench>, emb_item_<bench>
+      units.parquet           one row per unit: id, unit, kind, lineno, end_lineno, ast_max_<bench>, ast_item_<bench>
+      items.parquet           one row per benchmark item: benchmark, item_id, ast_max, ast_doc, ast_unit,
+                              emb_min, emb_doc (nearest training document)
+      tau_0.95/ ...           a pruned shard set per tau (data/, excluded/decontam/, manifest.json, README.md)
+      split.json              similar / non-similar benchmark items per tau (format pinned in INTERFACES.md)
+      decontam.json           summary: checksums, counts per benchmark and tau, parse failures, timings
+
+The scores also travel inside every written row's ``extra`` (key ``decontam``), so a pruned shard is
+self-describing. A side table was chosen over new schema columns because the set of benchmarks is open.
+
+Rules (``rule=``): a training document is *contaminated at tau* when, for some benchmark,
+``ast``: its max unit AST match rate >= tau; ``embedding``: its min embedding distance <= threshold;
+``either`` (default): one of the two; ``both``: both. A benchmark item is *similar at tau* by the same
+rule applied to its best training unit / nearest training document. The embedding test does not
+depend on tau. Removed documents go to ``tau_X/excluded/decontam/`` with ``filter_reason``
+``contaminated_ast_X``, ``contaminated_embedding_X`` or ``contaminated_ast+embedding_X``.
+
+Example:
+    >>> summary = prune_shards("out/filtered", "out/decontam", rule="ast")  # doctest: +SKIP
+    >>> summary["taus"]["0.95"]["removed_docs"]  # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decontam.ast_match import AstMatchIndex, parse_document
+from decontam.benchmarks import BenchmarkItem, load_benchmark
+
+DEFAULT_TAUS = (0.95, 0.9, 0.85, 0.8)
+RULES = ("ast", "embedding", "either", "both")
+SPLIT_VERSION = 1
+DEFAULT_EMBEDDING_THRESHOLD = 0.3
+
+
+def tau_key(tau: float) -> str:
+    """Canonical string of a tau (``0.9`` -> ``"0.9"``), used in file names and JSON keys."""
+    return f"{float(tau):g}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading and parsing
+# ---------------------------------------------------------------------------------------------------
+def data_folder(shard_dir: str | os.PathLike) -> str:
+    """``shard_dir/data`` when it exists (a shard directory), else ``shard_dir`` (a folder of Parquet)."""
+    inner = os.path.join(shard_dir, "data")
+    return inner if os.path.isdir(inner) else str(shard_dir)
+
+
+def iter_id_text(
+    shard_dir: str | os.PathLike, batch_rows: int = 2048
+) -> Iterator[tuple[list[str], list[str]]]:
+    """``(ids, texts)`` batches of a shard directory, read with pyarrow (no datatrove overhead)."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(data_folder(shard_dir), format="parquet")
+    for batch in dataset.to_batches(columns=["id", "text"], batch_size=batch_rows):
+        yield batch.column("id").to_pylist(), [t or "" for t in batch.column("text").to_pylist()]
+
+
+def _parse_batch(args: tuple[list[str], list[str], int]) -> list[tuple[str | None, list[tuple]]]:
+    """Worker: parse a batch of documents into ``(error, [(kind, name, lineno, end_lineno, sequence)])``."""
+    ids, texts, max_bytes = args
+    out = []
+    for doc_id, text in zip(ids, texts, strict=True):
+        parsed = parse_document(text, doc_id, max_bytes=max_bytes)
+        out.append(
+            (parsed.error, [(u.kind, u.name, u.lineno, u.end_lineno, u.sequence) for u in parsed.units])
+        )
+    return out
+
+
+@dataclass
+class UnitTable:
+    """Every parsed document and unit, in reading order (column arrays, compact enough for ~1M units)."""
+
+    doc_ids: list[str] = field(default_factory=list)
+    doc_error: list[str | None] = field(default_factory=list)
+    doc_units: list[int] = field(default_factory=list)
+    unit_doc: list[int] = field(default_factory=list)
+    unit_kind: list[str] = field(default_factory=list)
+    unit_name: list[str] = field(default_factory=list)
+    unit_lineno: list[int] = field(default_factory=list)
+    unit_end: list[int] = field(default_factory=list)
+    unit_seq: list[str] = field(default_factory=list)
+
+    def add(self, doc_id: str, error: str | None, units: Sequence[tuple]) -> None:
+        index = len(self.doc_ids)
+        self.doc_ids.append(doc_id)
+        self.doc_error.append(error)
+        self.doc_units.append(len(units))
+        for kind, name, lineno, end, seq in units:
+            self.unit_doc.append(index)
+            self.unit_kind.append(kind)
+            self.unit_name.append(name)
+            self.unit_lineno.append(lineno)
+            self.unit_end.append(end)
+            self.unit_seq.append(seq)
+
+
+def parse_batches(
+    batches: Iterator[tuple[list[str], list[str]]], workers: int = 2, max_bytes: int = 2_000_000
+) -> UnitTable:
+    """Parse ``(ids, texts)`` batches into a :class:`UnitTable` with ``workers`` processes (1 = inline).
+
+    Failures (syntax errors, 5000-deep nesting, huge or empty documents) are recorded in ``doc_error``.
+    """
+    table = UnitTable()
+
+    def consume(ids, results):
+        for doc_id, (error, units) in zip(ids, results, strict=True):
+            table.add(doc_id, error, units)
+
+    if workers <= 1:
+        for ids, texts in batches:
+            consume(ids, _parse_batch((ids, texts, max_bytes)))
+        return table
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = []
+        for ids, texts in batches:
+            pending.append((ids, pool.submit(_parse_batch, (ids, texts, max_bytes))))
+            # keep at most 2 batches per worker in flight so memory stays bounded
+            while len(pending) > 2 * workers:
+                done_ids, future = pending.pop(0)
+                consume(done_ids, future.result())
+        for done_ids, future in pending:
+            consume(done_ids, future.result())
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class BenchmarkScores:
+    """Scores of one benchmark against the training set (arrays aligned with the UnitTable)."""
+
+    name: str
+    items: list[BenchmarkItem]
+    unit_score: np.ndarray  # (n_units,) max AST rate (0 below the floor)
+    unit_item: np.ndarray  # (n_units,) best item index or -1
+    doc_score: np.ndarray  # (n_docs,) max over the document's units
+    doc_item: np.ndarray
+    doc_unit: np.ndarray  # (n_docs,) unit index of the best unit or -1
+    item_score: np.ndarray  # (n_items,) best unit rate of each item
+    item_unit: np.ndarray  # (n_items,) that unit's index or -1
+    emb_doc_dist: np.ndarray | None = None  # (n_docs,) min embedding distance
+    emb_doc_item: np.ndarray | None = None
+    emb_item_dist: np.ndarray | None = None  # (n_items, k)
+    emb_item_doc: np.ndarray | None = None  # (n_items, k)
+    unparseable_items: list[str] = field(default_factory=list)
+    too_small_items: list[str] = field(default_factory=list)
+    pairs_compared: int = 0
+
+
+def score_ast(
+    table: UnitTable,
+    name: str,
+    items: list[BenchmarkItem],
+    floor: float,
+    workers: int = -1,
+    min_nodes: int = 8,
+):
+    """AST scores of every unit and document against one benchmark."""
+    index = AstMatchIndex(floor=floor, workers=workers, min_nodes=min_nodes).fit([i.solution for i in items])
+    res = index.query(table.unit_seq)
+    n_docs = len(table.doc_ids)
+    unit_doc = np.asarray(table.unit_doc, dtype=np.int64)
+    doc_score = np.zeros(n_docs, dtype=np.float32)
+    doc_unit = np.full(n_docs, -1, dtype=np.int64)
+    if len(unit_doc):
+        # best unit per document: sort by (doc, score) and take the last of each doc
+        order = np.lexsort((res.query_score, unit_doc))
+        last = np.flatnonzero(np.r_[unit_doc[order][1:] != unit_doc[order][:-1], True])
+        best_units = order[last]
+        doc_score[unit_doc[best_units]] = res.query_score[best_units]
+        has = res.query_score[best_units] > 0
+        doc_unit[unit_doc[best_units[has]]] = best_units[has]
+    doc_item = np.where(doc_unit >= 0, res.query_item[np.maximum(doc_unit, 0)], -1)
+    return BenchmarkScores(
+        name=name,
+        items=items,
+        unit_score=res.query_score,
+        unit_item=res.query_item,
+        doc_score=doc_score,
+        doc_item=doc_item,
+        doc_unit=doc_unit,
+        item_score=res.item_score,
+        item_unit=res.item_query,
+        unparseable_items=[items[i].id for i in index.unparseable_],
+        too_small_items=[items[i].id for i in index.too_small_],
+        pairs_compared=res.pairs_compared,
+    )
+
+
+def score_embeddings(
+    scores: dict[str, BenchmarkScores],
+    input_dir: str | os.PathLike,
+    table: UnitTable,
+    embedder=None,
+    k: int = 5,
+) -> dict[str, Any]:
+    """Fill the embedding fields of ``scores`` (stored training embeddings reused, the rest computed)."""
+    from curate.embed import _as_embedder
+    from decontam.embedding import document_embeddings, embedding_neighbours
+
+    emb = _as_embedder(embedder)
+    texts_by_id: dict[str, str] = {}
+    try:
+        stored_X = document_embeddings(input_dir, table.doc_ids, None, emb)
+    except ValueError:
+        for ids, texts in iter_id_text(input_dir):
+            texts_by_id.update(zip(ids, texts, strict=True))
+        stored_X = document_embeddings(input_dir, table.doc_ids, [texts_by_id[i] for i in table.doc_ids], emb)
+    train_X, reused = stored_X
+    for bench in scores.values():
+        bench_X = emb.transform([item.solution for item in bench.items])
+        res = embedding_neighbours(train_X, bench_X, k=k)
+        bench.emb_doc_dist, bench.emb_doc_item = res.doc_dist, res.doc_item
+        bench.emb_item_dist, bench.emb_item_doc = res.item_dist, res.item_doc
+    return {"model_id": emb.model_id, "reused": reused, "computed": len(table.doc_ids) - reused}
+
+
+def load_benchmarks(
+    benchmarks: Sequence[str] | dict[str, Any], mbpp_path: str | None = None, mbpp_split: str = "test"
+) -> dict[str, list[BenchmarkItem]]:
+    """``{"humaneval": [...], "mbpp": [...]}`` from names, or from ``{name: {load_benchmark kwargs}}``."""
+    out = {}
+    if isinstance(benchmarks, dict):
+        for name, kwargs in benchmarks.items():
+            kwargs = dict(kwargs or {})
+            out[name] = load_benchmark(kwargs.pop("name", name), **kwargs)
+        return out
+    for name in benchmarks:
+        if name == "mbpp":
+            out[name] = load_benchmark("mbpp", path=mbpp_path, split=mbpp_split)
+        else:
+            out[name] = load_benchmark(name)
+    return out
+
+
+def compute_scores(
+    input_dir: str | os.PathLike,
+    benchmarks: dict[str, list[BenchmarkItem]],
+    floor: float = 0.8,
+    workers: int = 2,
+    embeddings: bool = True,
+    embedder=None,
+    embed_k: int = 5,
+    max_bytes: int = 2_000_000,
+    min_nodes: int = 8,
+) -> tuple[UnitTable, dict[str, BenchmarkScores], dict[str, Any]]:
+    """The one scoring pass: parse, AST-compare and (optionally) embed. Returns the table, per-benchmark
+    scores and timings."""
+    timings: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    table = parse_batches(iter_id_text(input_dir), workers=workers, max_bytes=max_bytes)
+    timings["parse_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    scores = {
+        name: score_ast(table, name, items, floor, workers=-1 if workers > 1 else 1, min_nodes=min_nodes)
+        for name, items in benchmarks.items()
+    }
+    timings["ast_compare_s"] = round(time.perf_counter() - t0, 3)
+    if embeddings and table.doc_ids:
+        t0 = time.perf_counter()
+        timings["embeddings"] = score_embeddings(scores, input_dir, table, embedder, embed_k)
+        timings["embed_s"] = round(time.perf_counter() - t0, 3)
+    return table, scores, timings
+
+
+def write_score_tables(out: Path, table: UnitTable, scores: dict[str, BenchmarkScores]) -> None:
+    """Write ``scores.parquet``, ``units.parquet`` and ``items.parquet`` (real typed columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = np.asarray(table.unit_name, dtype=object)
+    docs: dict[str, Any] = {
+        "id": pa.array(table.doc_ids, pa.string()),
+        "n_units": pa.array(table.doc_units, pa.int32()),
+        "parse_error": pa.array(table.doc_error, pa.string()),
+    }
+    units: dict[str, Any] = {
+        "id": pa.array([table.doc_ids[d] for d in table.unit_doc], pa.string()),
+        "unit": pa.array(table.unit_name, pa.string()),
+        "kind": pa.array(table.unit_kind, pa.string()),
+        "lineno": pa.array(table.unit_lineno, pa.int32()),
+        "end_lineno": pa.array(table.unit_end, pa.int32()),
+        "n_nodes": pa.array([len(s) for s in table.unit_seq], pa.int32()),
+    }
+    item_rows: dict[str, list] = {k: [] for k in ("benchmark", "item_id", "ast_max", "ast_doc", "ast_unit")}
+    item_rows.update({"emb_min": [], "emb_doc": []})
+    for name, s in scores.items():
+        ids = np.asarray([it.id for it in s.items] + [None], dtype=object)
+        docs[f"ast_max_{name}"] = pa.array(s.doc_score, pa.float32())
+        docs[f"ast_item_{name}"] = pa.array(ids[s.doc_item].tolist(), pa.string())
+        docs[f"ast_unit_{name}"] = pa.array(np.append(names, None)[s.doc_unit].tolist(), pa.string())
+        units[f"ast_max_{name}"] = pa.array(s.unit_score, pa.float32())
+        units[f"ast_item_{name}"] = pa.array(ids[s.unit_item].tolist(), pa.string())
+        if s.emb_doc_dist is not None:
+            docs[f"emb_min_{name}"] = pa.array(s.emb_doc_dist, pa.float32())
+            docs[f"emb_item_{name}"] = pa.array(ids[s.emb_doc_item].tolist(), pa.string())
+        unit_doc = np.asarray(table.unit_doc + [-1], dtype=np.int64)
+        for j, item in enumerate(s.items):
+            unit = int(s.item_unit[j])
+            item_rows["benchmark"].append(name)
+            item_rows["item_id"].append(item.id)
+            item_rows["ast_max"].append(float(s.item_score[j]))
+            item_rows["ast_doc"].append(table.doc_ids[unit_doc[unit]] if unit >= 0 else None)
+            item_rows["ast_unit"].append(table.unit_name[unit] if unit >= 0 else None)
+            if s.emb_item_dist is not None and s.emb_item_dist.shape[1]:
+                item_rows["emb_min"].append(float(s.emb_item_dist[j, 0]))
+                item_rows["emb_doc"].append(table.doc_ids[int(s.emb_item_doc[j, 0])])
+            else:
+                item_rows["emb_min"].append(None)
+                item_rows["emb_doc"].append(None)
+    pq.write_table(pa.table(docs), out / "scores.parquet", compression="zstd")
+    pq.write_table(pa.table(units), out / "units.parquet", compression="zstd")
+    item_schema = pa.schema(
+        [
+            ("benchmark", pa.string()),
+            ("item_id", pa.string()),
+            ("ast_max", pa.float32()),
+            ("ast_doc", pa.string()),
+            ("ast_unit", pa.string()),
+            ("emb_min", pa.float32()),
+            ("emb_doc", pa.string()),
+        ]
+    )
+    pq.write_table(
+        pa.Table.from_pydict(item_rows, schema=item_schema), out / "items.parquet", compression="zstd"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# decisions
+# ---------------------------------------------------------------------------------------------------
+def _combine(ast_hit: np.ndarray, emb_hit: np.ndarray | None, rule: str) -> np.ndarray:
+    if emb_hit is None:
+        if rule in ("embedding", "both"):
+            raise ValueError(f"rule={rule!r} needs embeddings (embeddings=True)")
+        return ast_hit
+    return {
+        "ast": ast_hit,
+        "embedding": emb_hit,
+        "either": ast_hit | emb_hit,
+        "both": ast_hit & emb_hit,
+    }[rule]
+
+
+def contaminated_docs(
+    scores: dict[str, BenchmarkScores], tau: float, rule: str, threshold: float, n_docs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(removed mask, ast-hit mask, embedding-hit mask) over documents, across all benchmarks."""
+    ast_any = np.zeros(n_docs, dtype=bool)
+    emb_any = np.zeros(n_docs, dtype=bool)
+    removed = np.zeros(n_docs, dtype=bool)
+    for s in scores.values():
+        ast_hit = s.doc_score >= tau
+        emb_hit = s.emb_doc_dist <= threshold if s.emb_doc_dist is not None else None
+        removed |= _combine(ast_hit, emb_hit, rule)
+        ast_any |= ast_hit
+        if emb_hit is not None:
+            emb_any |= emb_hit
+    return removed, ast_any, emb_any
+
+
+def similar_items(s: BenchmarkScores, tau: float, rule: str, threshold: float) -> np.ndarray:
+    """Mask over ``s.items``: items with a training match under ``rule`` at ``tau``."""
+    ast_hit = s.item_score >= tau
+    emb_hit = None
+    if s.emb_item_dist is not None:
+        emb_hit = (
+            s.emb_item_dist[:, 0] <= threshold if s.emb_item_dist.shape[1] else np.zeros(len(s.items), bool)
+        )
+    return _combine(ast_hit, emb_hit, rule)
+
+
+def build_split(
+    scores: dict[str, BenchmarkScores], taus: Sequence[float], rule: str, threshold: float
+) -> dict[str, Any]:
+    """The ``split.json`` object (format pinned in INTERFACES.md)."""
+    split: dict[str, Any] = {
+        "version": SPLIT_VERSION,
+        "rule": rule,
+        "embedding_threshold": threshold,
+        "benchmarks": {},
+    }
+    for name, s in scores.items():
+        entry = {"checksum": s.items[0].checksum if s.items else "", "n_items": len(s.items), "taus": {}}
+        for tau in taus:
+            mask = similar_items(s, tau, rule, threshold)
+            entry["taus"][tau_key(tau)] = {
+                "similar": [it.id for it, m in zip(s.items, mask, strict=True) if m],
+                "non_similar": [it.id for it, m in zip(s.items, mask, strict=True) if not m],
+            }
+        split["benchmarks"][name] = entry
+    return split
+
+
+# ---------------------------------------------------------------------------------------------------
+# writing pruned shards
+# ---------------------------------------------------------------------------------------------------
+def _doc_metadata(scores: dict[str, BenchmarkScores], row: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {"ast_max": {}, "ast_item": {}}
+    for name, s in scores.items():
+        meta["ast_max"][name] = round(float(s.doc_score[row]), 4)
+        item = int(s.doc_item[row])
+        meta["ast_item"][name] = s.items[item].id if item >= 0 else None
+        if s.emb_doc_dist is not None:
+            meta.setdefault("emb_min", {})[name] = round(float(s.emb_doc_dist[row]), 4)
+            meta.setdefault("emb_item", {})[name] = s.items[int(s.emb_doc_item[row])].id
+    return meta
+
+
+def write_pruned(
+    input_dir: str | os.PathLike,
+    out: Path,
+    table: UnitTable,
+    scores: dict[str, BenchmarkScores],
+    taus: Sequence[float],
+    rule: str,
+    threshold: float,
+    recipe: dict | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Write ``out/tau_X/`` for every tau in one read of the input; returns counts per tau."""
+    import pyarrow.dataset as ds
+    from datatrove.data import Document
+
+    from curate.manifest import write_manifest
+    from curate.schema import row_to_metadata
+    from curate.shards import ExclusionWriter, ShardWriter
+
+    row_of = {doc_id: r for r, doc_id in enumerate(table.doc_ids)}
+    decisions = {}
+    for tau in taus:
+        removed, ast_hit, emb_hit = contaminated_docs(scores, tau, rule, threshold, len(table.doc_ids))
+        decisions[tau_key(tau)] = (removed, ast_hit, emb_hit)
+    writers = {}
+    for key in decisions:
+        tau_dir = out / f"tau_{key}"
+        writers[key] = (
+            ShardWriter(str(tau_dir / "data")),
+            ExclusionWriter(str(tau_dir / "excluded" / "decontam"), "decontam"),
+        )
+    counts = {key: {"kept_docs": 0, "removed_docs": 0, "reasons": {}} for key in decisions}
+    t0 = time.perf_counter()
+    dataset = ds.dataset(data_folder(input_dir), format="parquet")
+    for batch in dataset.to_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            r = row_of.get(row["id"])
+            base_meta = row_to_metadata(row)
+            decontam_meta = _doc_metadata(scores, r) if r is not None else {}
+            for key, (removed, ast_hit, emb_hit) in decisions.items():
+                meta = dict(base_meta, decontam=decontam_meta)
+                doc = Document(text=row["text"] or "", id=row["id"], metadata=meta)
+                keep_writer, drop_writer = writers[key]
+                if r is not None and removed[r]:
+                    which = "+".join(n for n, hit in (("ast", ast_hit[r]), ("embedding", emb_hit[r])) if hit)
+                    reason = f"contaminated_{which}_{key}"
+                    doc.metadata["filter_reason"] = reason
+                    drop_writer.write(doc)
+                    counts[key]["removed_docs"] += 1
+                    counts[key]["reasons"][reason] = counts[key]["reasons"].get(reason, 0) + 1
+                else:
+                    keep_writer.write(doc)
+                    counts[key]["kept_docs"] += 1
+    for keep_writer, drop_writer in writers.values():
+        keep_writer.close()
+        drop_writer.close()
+    for key in decisions:
+        tau_dir = out / f"tau_{key}"
+        (tau_dir / "data").mkdir(parents=True, exist_ok=True)
+        write_manifest(
+            tau_dir,
+            stage="decontam",
+            recipe=recipe,
+            wall_time_s=round(time.perf_counter() - t0, 3),
+            inputs=[str(input_dir)],
+            extra={
+                "decontam": {"tau": float(key), "rule": rule, "embedding_threshold": threshold, **counts[key]}
+            },
+        )
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------------
+# the job
+# ---------------------------------------------------------------------------------------------------
+def prune_shards(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    benchmarks: Sequence[str] | dict[str, Any] = ("humaneval", "mbpp"),
+    mbpp_path: str | None = None,
+    mbpp_split: str = "test",
+    taus: Sequence[float] = DEFAULT_TAUS,
+    rule: str = "either",
+    embedding_threshold: float = DEFAULT_EMBEDDING_THRESHOLD,
+    embeddings: bool = True,
+    embedder: Any = None,
+    embed_k: int = 5,
+    floor: float | None = None,
+    workers: int = 2,
+    write_shards: bool = True,
+    max_bytes: int = 2_000_000,
+    min_nodes: int = 8,
+) -> dict[str, Any]:
+    """Score ``input_dir`` once and write score tables, pruned shard sets, ``split.json`` and ``decontam.json``.
+
+    Args:
+        input_dir: a shard directory (``data/*.parquet``) or a folder of shard-schema Parquet files.
+        output_dir: where everything goes (see the module docstring for the layout).
+        benchmarks: names (``humaneval``, ``mbpp``) or ``{name: load_benchmark kwargs}``.
+        mbpp_path: MBPP jsonl (else ``$TEXTBOOKS_MBPP_PATH``); ``mbpp_split`` its split.
+        taus: AST match-rate thresholds.
+        rule: ``ast`` | ``embedding`` | ``either`` | ``both`` (how the two measures combine).
+        embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar.
+        embeddings: compute the embedding measure (needs the embedder; stored embeddings are reused).
+        floor: AST rates below this are not computed exactly (default: ``min(taus) - 0.1``).
+        workers: parsing processes; the comparison uses all cores when > 1.
+        write_shards: also write the pruned ``tau_X/`` shard sets (off for score-only runs).
+        min_nodes: benchmark solutions/functions with fewer AST nodes are not matched (generic one-liners).
+        max_bytes: documents larger than this are recorded as ``too_large`` and not parsed.
+
+    Returns the summary also written to ``decontam.json``.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
+    if not embeddings and rule in ("embedding", "both"):
+        raise ValueError(f"rule={rule!r} needs embeddings=True")
+    taus = sorted({float(t) for t in taus}, reverse=True)
+    floor = max(0.0, min(taus) - 0.1) if floor is None else float(floor)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bench_items = load_benchmarks(benchmarks, mbpp_path, mbpp_split)
+    table, scores, timings = compute_scores(
+        input_dir, bench_items, floor, workers, embeddings, embedder, embed_k, max_bytes, min_nodes
+    )
+    t0 = time.perf_counter()
+    write_score_tables(out, table, scores)
+    timings["write_scores_s"] = round(time.perf_counter() - t0, 3)
+    counts = {}
+    if write_shards:
+        t0 = time.perf_counter()
+        counts = write_pruned(input_dir, out, table, scores, taus, rule, embedding_threshold)
+        timings["write_shards_s"] = round(time.perf_counter() - t0, 3)
+    split = build_split(scores, taus, rule, embedding_threshold)
+    (out / "split.json").write_text(json.dumps(split, indent=1))
+    summary = _summary(input_dir, out, table, scores, split, counts, taus, rule, embedding_threshold, floor)
+    summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}
+    (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def _summary(input_dir, out, table, scores, split, counts, taus, rule, threshold, floor) -> dict[str, Any]:
+    errors: dict[str, int] = {}
+    for err in table.doc_error:
+        if err:
+            kind = err.split(":")[0]
+            errors[kind] = errors.get(kind, 0) + 1
+    summary: dict[str, Any] = {
+        "input_dir": str(input_dir),
+        "output_dir": str(out),
+        "rule": rule,
+        "embedding_threshold": threshold,
+        "ast_floor": floor,
+        "docs": len(table.doc_ids),
+        "units": len(table.unit_seq),
+        "parse_failures": errors,
+        "benchmarks": {},
+        "taus": {},
+    }
+    for name, s in scores.items():
+        entry = {
+            "checksum": s.items[0].checksum if s.items else "",
+            "n_items": len(s.items),
+            "unparseable_items": s.unparseable_items,
+            "too_small_items": s.too_small_items,
+            "pairs_compared": int(s.pairs_compared),
+            "taus": {},
+        }
+        for tau in taus:
+            key = tau_key(tau)
+            sim = split["benchmarks"][name]["taus"][key]
+            removed, _, _ = contaminated_docs({name: s}, tau, rule, threshold, len(table.doc_ids))
+            entry["taus"][key] = {
+                "similar": len(sim["similar"]),
+                "non_similar": len(sim["non_similar"]),
+                "removed_docs": int(removed.sum()),
+                "removed_units": int((s.unit_score >= tau).sum()),
+            }
+        summary["benchmarks"][name] = entry
+    for tau in taus:
+        key = tau_key(tau)
+        removed, _, _ = contaminated_docs(scores, tau, rule, threshold, len(table.doc_ids))
+        summary["taus"][key] = {"removed_docs": int(removed.sum()), **counts.get(key, {})}
+    return summary
