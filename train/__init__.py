@@ -11,6 +11,16 @@ _EXPORTS: dict[str, str] = {
     # train.evaluate.evaluate (the function) is reached through its subpackage of the same name
     "pass_at_k": "train.evaluate",
     "grade_solutions": "train.evaluate",
+    "train_tokenizer": "train.tokenizer",
+    "load_tokenizer": "train.tokenizer",
+    "prepare_tokens": "train.prepare",
+    "TokenFile": "train.prepare",
+    "TokenFileError": "train.prepare",
+    "phi_config": "train.presets",
+    "PRESETS": "train.presets",
+    "TrainConfig": "train.trainer",
+    "train": "train.trainer",
+    "export_model": "train.export",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
@@ -20,6 +30,10 @@ STEPS: dict[str, str] = {}
 JOBS: dict[str, str] = {
     "evaluate": "train.evaluate.evaluation:evaluate",
     "llm_grade": "train.evaluate.grader:grade_solutions",
+    "train_tokenizer": "train.tokenizer:train_tokenizer",
+    "prepare_tokens": "train.prepare:prepare_tokens",
+    "train": "train.trainer:train",
+    "export": "train.export:export_model",
 }
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]

@@ -1,0 +1,174 @@
+"""Export a trained model as a standard Hugging Face model directory, with its tokenizer and a card.
+
+The result is the plain ``PhiForCausalLM`` layout (``config.json`` with ``architectures:
+["PhiForCausalLM"]``, ``model.safetensors``, ``generation_config.json``, the tokenizer files), so
+``AutoModelForCausalLM.from_pretrained``/``AutoTokenizer.from_pretrained`` load it and vLLM serves it
+(``vllm serve DIR``). ``README.md`` is a model card that names the data: the shard directory, every
+shard file with its sha256, the token file's size and checksum, the tokenizer hash and the recipe.
+
+Example:
+    >>> from train.export import export_model
+    >>> export_model("out/run", "out/model", recipe="tiny-cpu")  # doctest: +SKIP
+    {'output_dir': 'out/model', 'sample': 'def ...', ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from train.trainer import CHECKPOINTS_DIR, FINAL_DIR, METRICS_NAME
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _load_model(run: Path, checkpoint: str | None):
+    """The model of a run: its ``final/`` dir, a named checkpoint, or ``run`` itself if it is a model dir."""
+    from transformers import AutoModelForCausalLM, PhiConfig, PhiForCausalLM
+
+    if checkpoint is not None:
+        ckpt = Path(checkpoint) if Path(checkpoint).is_dir() else run / CHECKPOINTS_DIR / checkpoint
+        weights = ckpt / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"{weights} not found (sharded FSDP/DeepSpeed checkpoints: export final/)"
+            )
+        from safetensors.torch import load_file
+
+        model = PhiForCausalLM(PhiConfig.from_json_file(str(run / "model_config.json")))
+        model.load_state_dict(load_file(str(weights)), strict=True)
+        return model
+    model_dir = run / FINAL_DIR if (run / FINAL_DIR / "config.json").is_file() else run
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no trained model in {run} (expected {run / FINAL_DIR}/config.json)")
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+
+
+def _model_card(
+    run: Path, train_cfg: dict, data: dict, metrics: list[dict], recipe: str | None, model
+) -> str:
+    shards = data.get("shards", {})
+    files = shards.get("files", [])
+    last = next((m for m in reversed(metrics) if "loss" in m), {})
+    val = next((m["val_loss"] for m in reversed(metrics) if "val_loss" in m), None)
+    cfg = model.config
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [code, phi, textbooks]",
+        "---",
+        "",
+        f"# {Path(train_cfg.get('output_dir', run)).name}",
+        "",
+        f"A `PhiForCausalLM` code model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters: "
+        f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, {cfg.num_attention_heads} heads, "
+        f"vocabulary {cfg.vocab_size}) trained with the `textbooks` toolkit"
+        + (f", recipe `{recipe}`." if recipe else "."),
+        "",
+        "## Training data",
+        "",
+        f"- shard directory: `{shards.get('dir')}`"
+        + (f" (manifest `{shards.get('manifest')}`)" if shards.get("manifest") else ""),
+        f"- tokens: {data.get('n_tokens')} in {data.get('n_docs')} documents (xxh3 `{data.get('xxh3_64')}`)",
+        f"- tokenizer: `{data.get('tokenizer')}` (sha256 `{data.get('tokenizer_hash')}`)",
+        "",
+        "| shard | sha256 |",
+        "| --- | --- |",
+        *[f"| `{f['path']}` | `{f['sha256']}` |" for f in files],
+        "",
+        "## Training",
+        "",
+        f"- recipe: `{recipe}`" if recipe else "- recipe: (not given)",
+        f"- preset `{train_cfg.get('preset')}`"
+        + (f", initialised from `{train_cfg['init_from']}`" if train_cfg.get("init_from") else ""),
+        f"- {last.get('step')} steps of {train_cfg.get('global_batch_size')} x {train_cfg.get('seq_len')} tokens, "
+        f"lr {train_cfg.get('lr')} ({train_cfg.get('decay')} decay, {train_cfg.get('warmup_steps')} warmup steps), "
+        f"weight decay {train_cfg.get('weight_decay')}, {train_cfg.get('mixed_precision')}"
+        + (", loss on solution tokens only" if train_cfg.get("solution_only_loss") else ""),
+        f"- final train loss {last.get('loss')}" + (f", validation loss {val}" if val is not None else ""),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained(PATH)",
+        "model = AutoModelForCausalLM.from_pretrained(PATH)",
+        'out = model.generate(**tok("def fibonacci(n):", return_tensors="pt"), max_new_tokens=64)',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_model(
+    run_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    tokenizer: str | None = None,
+    recipe: str | None = None,
+    checkpoint: str | None = None,
+    dtype: str = "float32",
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Write model + tokenizer + model card to ``output_dir`` and check they load and generate.
+
+    This is also the ``export`` recipe job.
+
+    Args:
+        run_dir: a training run directory (``output_dir`` of :func:`train.trainer.train`).
+        output_dir: the HF model directory to write.
+        tokenizer: tokenizer dir/hub name (default: the one the run was trained with).
+        recipe: recipe name to record in the card.
+        checkpoint: export ``checkpoints/step_XXXXXXXX`` (name or path) instead of ``final/``.
+        dtype: ``float32``, ``bfloat16`` or ``float16`` weights.
+        verify: reload with ``AutoModelForCausalLM``/``AutoTokenizer`` and greedily generate 16 tokens.
+    """
+    import torch
+
+    from train.tokenizer import load_tokenizer
+
+    run = Path(run_dir)
+    out = Path(output_dir)
+    train_cfg = _read_json(run / "train_config.json")
+    data = _read_json(run / "data.json")
+    tokenizer = tokenizer or train_cfg.get("tokenizer") or data.get("tokenizer")
+    if not tokenizer:
+        raise ValueError(f"no tokenizer given and none recorded in {run}/train_config.json")
+    tok = load_tokenizer(tokenizer)
+    model = _load_model(run, checkpoint)
+    if len(tok) > model.config.vocab_size:
+        raise ValueError(
+            f"tokenizer has {len(tok)} tokens but the model only {model.config.vocab_size} embeddings"
+        )
+    model = model.to(getattr(torch, dtype))
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    model.config.bos_token_id = model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.pad_token_id = tok.eos_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    metrics_path = run / METRICS_NAME
+    metrics = (
+        [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        if metrics_path.is_file()
+        else []
+    )
+    (out / "README.md").write_text(_model_card(run, train_cfg, data, metrics, recipe, model))
+    summary: dict[str, Any] = {"output_dir": str(out), "tokenizer": str(tokenizer), "recipe": recipe}
+    if verify:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        loaded_tok = AutoTokenizer.from_pretrained(str(out), local_files_only=True)
+        loaded = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True).eval()
+        inputs = loaded_tok("def ", return_tensors="pt")
+        with torch.no_grad():
+            generated = loaded.generate(
+                **inputs, max_new_tokens=16, do_sample=False, pad_token_id=loaded_tok.eos_token_id
+            )
+        summary["sample"] = loaded_tok.decode(generated[0], skip_special_tokens=True)
+        summary["architectures"] = loaded.config.architectures
+    return summary
