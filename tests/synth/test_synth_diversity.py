@@ -78,6 +78,26 @@ def test_planted_exact_duplicates_are_measured_within_one_point(tmp_path, plante
     assert "data:image/png;base64," in html and "Imported libraries" in html
 
 
+def test_planted_near_duplicates_are_measured_within_one_point(tmp_path):
+    texts = _stdlib_functions(200)
+    rng = random.Random(1)
+    docs = [Document(t, f"u{i:03d}") for i, t in enumerate(texts)]
+    exact, near = 12, 30
+    for k in range(exact):
+        docs.append(Document(rng.choice(texts), f"x{k:03d}"))
+    for k in range(near):  # an edited copy: one added line, so not an exact duplicate
+        src = rng.choice(texts)
+        docs.append(Document(src + f"\n    # reviewed {k}", f"n{k:03d}"))
+    _write(tmp_path / "shards", docs)
+    r = write_diversity_report(tmp_path / "shards", tmp_path / "rep", embed=False, plots=False)
+    n = len(docs)
+    assert abs(r["exact_duplicate_rate"] - exact / n) <= 0.01
+    assert abs(r["near_duplicate_rate"] - (exact + near) / n) <= 0.01, (
+        r["near_duplicate_rate"],
+        (exact + near) / n,
+    )
+
+
 def test_report_metrics_on_a_generated_shard(tmp_path):
     """Function names, openings, imports and constraint coverage from real-looking exercise rows."""
     docs = []

@@ -173,11 +173,11 @@ def test_exercises_keep_exactly_the_valid_ones(openai_server, tmp_path):
     assert extra["tests"].startswith("assert") and extra["signature"].startswith("def ")
 
 
-TEXTBOOK_KINDS = ["good", "good", "no_code", "syntax", "truncated", "exact_dup"]
+TEXTBOOK_KINDS = ["good", "good", "no_code", "syntax", "truncated", "exact_dup", "near_dup"]
 
 
-def test_textbooks_reasons_and_exact_duplicates(openai_server, tmp_path):
-    n = 12
+def test_textbooks_reasons_and_duplicates(openai_server, tmp_path):
+    n = 14
     prompts = make_prompts("textbooks", n, seed=4)
     by_text = {p.text: p for p in prompts}
 
@@ -191,9 +191,11 @@ def test_textbooks_reasons_and_exact_duplicates(openai_server, tmp_path):
 
     def responder(body):
         p = by_text[body["messages"][-1]["content"]]
-        kind = TEXTBOOK_KINDS[p.index % 6]
+        kind = TEXTBOOK_KINDS[p.index % 7]
         if kind == "exact_dup":
             return passage(prompts[p.index - 5])
+        if kind == "near_dup":  # an earlier good passage with one sentence added
+            return passage(prompts[p.index - 5]) + " That is the whole story."
         if kind == "no_code":
             return "A passage with no code at all, only prose about " + p.constraints["subtopic"]
         if kind == "syntax":
@@ -209,12 +211,13 @@ def test_textbooks_reasons_and_exact_duplicates(openai_server, tmp_path):
         "syntax": "syntax_error",
         "truncated": "truncated",
         "exact_dup": "exact_duplicate",
+        "near_dup": "near_duplicate",
     }
     kept = _ids(tmp_path / "tb")
-    assert set(kept) == {p.id for p in prompts if TEXTBOOK_KINDS[p.index % 6] == "good"}
+    assert set(kept) == {p.id for p in prompts if TEXTBOOK_KINDS[p.index % 7] == "good"}
     excluded = {**_ids(tmp_path / "tb", "excluded/validate"), **_ids(tmp_path / "tb", "excluded/dedup")}
     for p in prompts:
-        kind = TEXTBOOK_KINDS[p.index % 6]
+        kind = TEXTBOOK_KINDS[p.index % 7]
         if kind != "good":
             assert excluded[p.id]["filter_reason"] == reasons[kind]
     assert summary["kept"] + sum(summary["rejected"].values()) + sum(summary["duplicates"].values()) == n
