@@ -301,6 +301,8 @@ def generate_synth(
     docs: list[Document] = []
     pending = 0
     llm = Counter()
+    if batch_api:  # one submission for everything: a batch takes hours, chunks would run one after another
+        chunk_size = max(1, len(prompts))
     for b in range(0, len(prompts), chunk_size):
         chunk_p, chunk_r = prompts[b : b + chunk_size], requests[b : b + chunk_size]
         if pending:  # the budget is spent: stop sending, leave the rest for a rerun

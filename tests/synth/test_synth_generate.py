@@ -254,6 +254,17 @@ def test_budget_stop_leaves_pending_then_resumes(openai_server, tmp_path):
     assert len(srv.received) - sent_before == first["pending"] + llm_errors
 
 
+def test_batch_api_gives_the_same_shards_as_online(openai_server, tmp_path):
+    n = 18
+    prompts = make_prompts("exercises", n, seed=0)
+    srv = openai_server(responder=ExerciseResponder(prompts))
+    online = _run("exercises", tmp_path / "online", srv, n)
+    batch = _run("exercises", tmp_path / "batch", srv, n, batch_api=True, poll_interval_s=0.05)
+    assert srv.batch_received and batch["kept"] == online["kept"] > 0
+    assert batch["rejected"] == online["rejected"] and batch["duplicates"] == online["duplicates"]
+    assert set(_ids(tmp_path / "batch")) == set(_ids(tmp_path / "online"))
+
+
 KILL_SCRIPT = """
 import sys
 from synth.diversity import map_to_dict
