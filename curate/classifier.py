@@ -124,7 +124,9 @@ def choose_threshold(
     if keep_rate is not None:
         if not 0.0 < keep_rate <= 1.0:
             raise ValueError(f"keep_rate must be in (0, 1], got {keep_rate}")
-        threshold = float(np.quantile(scores, 1.0 - keep_rate, method="lower"))
+        # the k-th highest score keeps (at least) the k = keep_rate * n best documents
+        k = max(1, int(round(keep_rate * len(scores))))
+        threshold = float(np.sort(scores)[::-1][k - 1])
         return {"threshold": threshold, "rule": "keep_rate", "target": keep_rate, "target_met": True}
     return {"threshold": 0.5, "rule": "default", "target": None, "target_met": True}
 

