@@ -123,8 +123,6 @@ class TrainConfig(BaseModel):
     def _check(self):
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr {self.min_lr} > lr {self.lr}")
-        if self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps {self.warmup_steps} > max_steps {self.max_steps}")
         return self
 
 
@@ -344,9 +342,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """After a resume from ``step``, drop the killed run's records of later steps."""
     if not path.is_file():
         return
-    kept = [
-        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
-    ]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # the line a kill cut in half
     path.write_text("".join(line + "\n" for line in kept))
 
 
