@@ -12,7 +12,8 @@ can be compared with anyone's. Metrics:
 - ``compression_ratio``: raw bytes / zlib-compressed bytes of the texts (higher = more redundant);
 - ``embedding``: Vendi score (the effective number of distinct documents) of sentence embeddings,
   absolute and per document (stored embeddings are used when present);
-- ``constraints``: per constraint key, distinct values and normalised entropy; distinct tuples;
+- ``constraints``: per constraint key, distinct values, normalised entropy and (for keys of the bundled
+  taxonomies) ``coverage`` = distinct values / taxonomy values; distinct constraint tuples;
 - ``function_names``: distinct names, entropy (bits), normalised entropy, collision rate;
 - ``openings``: concentration of the first three words (top share, top-10 share, HHI);
 - ``imports``: share of documents importing each library (the paper's Figure 3.1).
@@ -115,6 +116,17 @@ def vendi_score(X: np.ndarray) -> float:
     return float(np.exp(-(ev * np.log(ev)).sum()))
 
 
+def _bundled_value_counts() -> dict[str, int]:
+    """Number of values per constraint key in the bundled taxonomies (``subtopic`` = topic leaves)."""
+    from synth.prompts import ExercisePromptGenerator, TextbookPromptGenerator
+
+    sizes: dict[str, int] = {}
+    for gen in (TextbookPromptGenerator(), ExercisePromptGenerator()):
+        for name, size in gen.dimension_sizes.items():
+            sizes["subtopic" if name == "topic" else name] = size
+    return sizes
+
+
 def _code_of(text: str) -> str:
     from synth.parse import split_blocks
 
@@ -212,6 +224,11 @@ def diversity_metrics(
             "entropy_norm": round(hn, 4),
             "max_over_min": round(max(c.values()) / min(c.values()), 4),
         }
+    sizes = _bundled_value_counts()
+    for k, entry in cons.items():
+        if k in sizes:  # coverage of the bundled taxonomy's values (our own shards)
+            entry["taxonomy_values"] = sizes[k]
+            entry["coverage"] = round(entry["distinct"] / sizes[k], 6)
     tuples = Counter(tuple(sorted(r["constraints"].items())) for r in rows if r["constraints"])
     report["constraints"] = {
         "keys": cons,

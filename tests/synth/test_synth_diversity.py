@@ -132,6 +132,8 @@ def test_report_metrics_on_a_generated_shard(tmp_path):
         "entropy_bits": 1.0,
         "entropy_norm": 1.0,
         "max_over_min": 1.0,
+        "taxonomy_values": 3,
+        "coverage": pytest.approx(2 / 3, abs=1e-6),
     }
     assert r["compression_ratio"] > 1 and 0 < r["distinct_n"]["4"] <= 1
 
