@@ -11,13 +11,24 @@ _EXPORTS: dict[str, str] = {
     "load_benchmark": "decontam.benchmarks",
     "BenchmarkItem": "decontam.benchmarks",
     "benchmark_checksum": "decontam.benchmarks",
+    "AstMatchIndex": "decontam.ast_match",
+    "ast_match_rate": "decontam.ast_match",
+    "ast_sequence": "decontam.ast_match",
+    "NgramIndex": "decontam.ngram",
+    "embedding_neighbours": "decontam.embedding",
+    "prune_shards": "decontam.prune",
+    "decontam_audit": "decontam.report",
+    "write_decontam_report": "decontam.report",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
 STEPS: dict[str, str] = {}
 
 # short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
-JOBS: dict[str, str] = {}
+JOBS: dict[str, str] = {
+    "decontam_audit": "decontam.report:decontam_audit",
+    "decontam_prune": "decontam.prune:prune_shards",
+}
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
 

@@ -238,11 +238,36 @@ def score_embeddings(
         stored_X = document_embeddings(input_dir, table.doc_ids, [texts_by_id[i] for i in table.doc_ids], emb)
     train_X, reused = stored_X
     for bench in scores.values():
-        bench_X = emb.transform([item.solution for item in bench.items])
+        bench_X = benchmark_embeddings(bench.items, emb)
         res = embedding_neighbours(train_X, bench_X, k=k)
         bench.emb_doc_dist, bench.emb_doc_item = res.doc_dist, res.doc_item
         bench.emb_item_dist, bench.emb_item_doc = res.item_dist, res.item_doc
     return {"model_id": emb.model_id, "reused": reused, "computed": len(table.doc_ids) - reused}
+
+
+def benchmark_embeddings(items: list[BenchmarkItem], emb) -> np.ndarray:
+    """Embeddings of the items' solutions, cached on disk by (model id, content hash) under
+    ``$TEXTBOOKS_CACHE`` (default ``~/.cache/textbooks``): benchmarks never change, so repeated audits
+    do not pay for them again."""
+    import hashlib
+
+    texts = [item.solution for item in items]
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    cache = Path(os.environ.get("TEXTBOOKS_CACHE", Path.home() / ".cache" / "textbooks")) / "decontam"
+    path = cache / f"{emb.model_id.replace('/', '_')}-{digest}.npy"
+    if path.is_file():
+        X = np.load(path)
+        if X.shape[0] == len(texts):
+            return X
+    X = emb.transform(texts)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, X)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs recomputation
+    return X
 
 
 def load_benchmarks(
@@ -573,6 +598,10 @@ def prune_shards(
     split = build_split(scores, taus, rule, embedding_threshold)
     (out / "split.json").write_text(json.dumps(split, indent=1))
     summary = _summary(input_dir, out, table, scores, split, counts, taus, rule, embedding_threshold, floor)
+    summary["mbpp_path"] = (
+        str(Path(mbpp_path).resolve()) if mbpp_path else os.environ.get("TEXTBOOKS_MBPP_PATH")
+    )
+    summary["mbpp_split"] = mbpp_split
     summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
