@@ -191,7 +191,10 @@ def postprocess(
         validator = _validator(kind, execute, workers, sandbox_timeout_s, memory_mb) if validate else None
         for b in range(0, len(docs), batch_size):
             batch = docs[b : b + batch_size]
-            verdicts = validator.filter_batch(batch) if validator else [True] * len(batch)
+            if validator is not None:
+                verdicts = validator.filter_batch(batch)
+            else:  # unvalidated, but a failed request is still no generation
+                verdicts = [(False, "llm_error") if d.metadata.get("llm_error") else True for d in batch]
             for doc, verdict in zip(batch, verdicts, strict=True):
                 if verdict is True:
                     valid.append(doc)

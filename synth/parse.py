@@ -122,14 +122,34 @@ def parse_textbook(
     blocks = split_blocks(text)
     if finish_reason == "length" or any(not b.closed for b in blocks):
         return ParsedTextbook(blocks, "truncated", f"finish_reason={finish_reason}")
-    code = [b.text for b in blocks if b.is_python and b.text.strip()]
+    code = []
+    for b in blocks:
+        if not b.is_python or not b.text.strip():
+            continue
+        source = session_source(b.text)
+        err = syntax_error(source)
+        if err and not b.lang:
+            continue  # an untagged block that is not Python is program output or prose, not broken code
+        if err:
+            return ParsedTextbook(blocks, "syntax_error", f"code block {len(code)}: {err}", code)
+        code.append(source)
     if require_code and not code:
         return ParsedTextbook(blocks, "no_code")
-    for i, c in enumerate(code):
-        err = syntax_error(c)
-        if err:
-            return ParsedTextbook(blocks, "syntax_error", f"code block {i}: {err}", code)
     return ParsedTextbook(blocks, None, "", code)
+
+
+def session_source(code: str) -> str:
+    """The source typed into an interactive session (lines after the ``>>>`` / ``...`` prompts), so a
+    ``pycon`` block parses; code without prompts is returned unchanged (tested in tests/synth)."""
+    lines = code.split("\n")
+    if not any(line.lstrip().startswith(">>>") for line in lines):
+        return code
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(">>>") or stripped.startswith("..."):
+            out.append(stripped[4:] if len(stripped) > 3 and stripped[3] == " " else stripped[3:])
+    return "\n".join(out)
 
 
 @dataclass

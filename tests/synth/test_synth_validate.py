@@ -34,6 +34,11 @@ def test_parse_textbook_reasons():
     assert parse_textbook(good, finish_reason="length").reason == "truncated"
     assert parse_textbook("x\n```python\nfor i in range(3)\n    pass\n```").reason == "syntax_error"
     assert parse_textbook("x\n```python\nprint(1)\n").reason == "truncated"
+    # untagged output blocks are not code; interactive sessions are parsed as the code typed in
+    tb = parse_textbook("Run it:\n```python\nprint('Hello, world!')\n```\nOutput:\n```\nHello, world!\n```")
+    assert tb.reason is None and tb.code_blocks == ["print('Hello, world!')"]
+    tb = parse_textbook("```pycon\n>>> xs = [3, 1]\n>>> sorted(xs)\n[1, 3]\n```")
+    assert tb.reason is None and tb.code_blocks == ["xs = [3, 1]\nsorted(xs)"]
 
 
 def test_parse_exercise_parts_and_reasons():
