@@ -53,7 +53,7 @@ _SKIPPED_TYPES = (ast.expr_context,)
 _IMPORT_TYPES = (ast.Import, ast.ImportFrom)
 
 
-def _concrete_node_types() -> list[type]:
+def _node_types() -> list[type]:
     seen: set[type] = set()
     stack = [ast.AST]
     while stack:
@@ -62,14 +62,13 @@ def _concrete_node_types() -> list[type]:
             if sub not in seen:
                 seen.add(sub)
                 stack.append(sub)
-    # only classes that can be instantiated by the parser (have _fields) and are not abstract bases
-    return sorted(
-        (c for c in seen if c.__module__ == "ast" and not c.__subclasses__()), key=lambda c: c.__name__
-    )
+    # every node class of the ast module (abstract bases too: ``Constant`` has deprecated subclasses
+    # such as ``Num``, so "leaf classes only" would miss it); ~130 classes fit in latin-1
+    return sorted((c for c in seen if c.__module__ == "ast"), key=lambda c: c.__name__)
 
 
 # One latin-1 character per node type (0x21 upwards), so sequences stay 1-byte strings in rapidfuzz.
-NODE_CHARS: dict[type, str] = {cls: chr(0x21 + i) for i, cls in enumerate(_concrete_node_types())}
+NODE_CHARS: dict[type, str] = {cls: chr(0x21 + i) for i, cls in enumerate(_node_types())}
 _UNKNOWN_CHAR = chr(0xFF)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import random
+import warnings
 
 _BUILTINS = frozenset(dir(builtins))
 _WORDS = (
@@ -104,7 +105,9 @@ def disguise(source: str, seed: int = 0, structural: bool = False) -> str:
     Raises ``SyntaxError`` if ``source`` does not parse.
     """
     rng = random.Random(seed)
-    tree = ast.parse(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escape sequences in old code
+        tree = ast.parse(source)
     # imported names keep their spelling, so the rewrite still runs
     imported = {
         (a.asname or a.name).split(".")[0]
