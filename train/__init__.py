@@ -33,7 +33,7 @@ JOBS: dict[str, str] = {
     "train_tokenizer": "train.tokenizer:train_tokenizer",
     "prepare_tokens": "train.prepare:prepare_tokens",
     "train": "train.trainer:train",
-    "export": "train.export:export_model",
+    "export_model": "train.export:export_model",
 }
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
