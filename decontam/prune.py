@@ -506,7 +506,9 @@ def write_pruned(
                 doc = Document(text=row["text"] or "", id=row["id"], metadata=meta)
                 keep_writer, drop_writer = writers[key]
                 if r is not None and removed[r]:
-                    which = "+".join(n for n, hit in (("ast", ast_hit[r]), ("embedding", emb_hit[r])) if hit)
+                    # name the measures the rule uses that flagged this document
+                    flags = (("ast", ast_hit[r] and rule != "embedding"), ("embedding", emb_hit[r] and rule != "ast"))
+                    which = "+".join(n for n, hit in flags if hit)
                     reason = f"contaminated_{which}_{key}"
                     doc.metadata["filter_reason"] = reason
                     drop_writer.write(doc)
