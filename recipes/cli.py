@@ -221,6 +221,26 @@ def report_diversity(
     console.print(json.dumps({k_: report.get(k_) for k_ in keys}, indent=2))
 
 
+@report_app.command("decontam")
+def report_decontam(
+    input_dir: str = typer.Argument(..., help="A decontam output dir (has decontam.json), or a shard dir to audit."),
+    output_dir: str | None = typer.Option(None, help="Report dir (default DIR/report), or audit dir (default DIR/decontam)."),
+    mbpp_path: str | None = typer.Option(None, help="MBPP jsonl (or $TEXTBOOKS_MBPP_PATH); audits only."),
+    rule: str = typer.Option("either", help="ast | embedding | either | both; audits only."),
+    embeddings: bool = typer.Option(True, help="Embedding measure (bundled offline model); audits only."),
+):
+    """Decontamination audit report (HTML + Markdown + JSON); audits a shard directory first if needed."""
+    from decontam.report import decontam_audit, write_decontam_report
+
+    if (Path(input_dir) / "decontam.json").is_file():
+        report = write_decontam_report(input_dir, output_dir)
+        console.print(json.dumps({k_: report[k_] for k_ in ("html", "markdown", "json")}, indent=2))
+    else:
+        summary = decontam_audit(input_dir, output_dir or str(Path(input_dir) / "decontam"), mbpp_path=mbpp_path,
+                                 rule=rule, embeddings=embeddings)
+        console.print(json.dumps(summary, indent=2))
+
+
 @app.command("eval")
 def eval_(
     benchmark: str = typer.Argument("humaneval", help="humaneval | mbpp"),
