@@ -103,6 +103,11 @@ def run(
     fresh: bool = typer.Option(False, help="Discard earlier outputs instead of resuming."),
     only: list[str] | None = typer.Option(None, help="Run only these stages (repeatable)."),
     quiet: bool = typer.Option(True, help="Keep worker logs out of the console (they stay in .logs/)."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Spend nothing: estimate LLM costs, write Batch API request files, skip LLM calls.",
+    ),
 ):
     """Run a recipe (a path or a bundled name such as `quickstart`); resumes a killed run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -138,7 +143,12 @@ def run(
         try:
             with redirect:
                 result = run_recipe(
-                    loaded, fresh=fresh, only=only, on_stage=on_stage, on_progress=on_progress
+                    loaded,
+                    fresh=fresh,
+                    only=only,
+                    dry_run=dry_run,
+                    on_stage=on_stage,
+                    on_progress=on_progress,
                 )
         except Exception as error:  # noqa: BLE001 - report the failure with where to look, then exit non-zero
             err_console.print(f"[red]run failed: {type(error).__name__}: {error}[/red]")
@@ -148,6 +158,10 @@ def run(
         for task_id in tasks.values():
             progress.update(task_id, completed=progress.tasks[task_id].total)
     console.print(_summary_table(result))
+    for stage in result.stages:
+        if stage.summary:  # job results and dry-run estimates, in full
+            console.print(f"[bold]{stage.name}[/bold]:")
+            console.print_json(json.dumps(stage.summary, default=str))
     for stage in result.stages:
         if stage.output:
             console.print(f"[green]{stage.name}[/green] -> {stage.output}")
@@ -206,7 +220,9 @@ def list_():
 
 @report_app.command("diversity")
 def report_diversity(
-    input_dir: str = typer.Argument(..., help="A shard directory (or any folder of Parquet files with `text`)."),
+    input_dir: str = typer.Argument(
+        ..., help="A shard directory (or any folder of Parquet files with `text`)."
+    ),
     output_dir: str | None = typer.Option(None, help="Where the report goes (default INPUT_DIR/diversity)."),
     limit: int | None = typer.Option(None, help="First N rows only."),
     embed: bool = typer.Option(True, help="Vendi score on sentence embeddings (bundled offline model)."),
@@ -215,16 +231,21 @@ def report_diversity(
     """Diversity report (HTML + JSON): duplicates, distinct-n, Vendi, grid coverage, names, imports."""
     from synth.diversity import write_diversity_report
 
-    report = write_diversity_report(input_dir, output_dir or str(Path(input_dir) / "diversity"), limit=limit,
-                                    embed=embed, near=near)
+    report = write_diversity_report(
+        input_dir, output_dir or str(Path(input_dir) / "diversity"), limit=limit, embed=embed, near=near
+    )
     keys = ("rows", "exact_duplicate_rate", "near_duplicate_rate", "compression_ratio", "report_html")
     console.print(json.dumps({k_: report.get(k_) for k_ in keys}, indent=2))
 
 
 @report_app.command("decontam")
 def report_decontam(
-    input_dir: str = typer.Argument(..., help="A decontam output dir (has decontam.json), or a shard dir to audit."),
-    output_dir: str | None = typer.Option(None, help="Report dir (default DIR/report), or audit dir (default DIR/decontam)."),
+    input_dir: str = typer.Argument(
+        ..., help="A decontam output dir (has decontam.json), or a shard dir to audit."
+    ),
+    output_dir: str | None = typer.Option(
+        None, help="Report dir (default DIR/report), or audit dir (default DIR/decontam)."
+    ),
     mbpp_path: str | None = typer.Option(None, help="MBPP jsonl (or $TEXTBOOKS_MBPP_PATH); audits only."),
     rule: str = typer.Option("either", help="ast | embedding | either | both; audits only."),
     embeddings: bool = typer.Option(True, help="Embedding measure (bundled offline model); audits only."),
@@ -236,8 +257,13 @@ def report_decontam(
         report = write_decontam_report(input_dir, output_dir)
         console.print(json.dumps({k_: report[k_] for k_ in ("html", "markdown", "json")}, indent=2))
     else:
-        summary = decontam_audit(input_dir, output_dir or str(Path(input_dir) / "decontam"), mbpp_path=mbpp_path,
-                                 rule=rule, embeddings=embeddings)
+        summary = decontam_audit(
+            input_dir,
+            output_dir or str(Path(input_dir) / "decontam"),
+            mbpp_path=mbpp_path,
+            rule=rule,
+            embeddings=embeddings,
+        )
         console.print(json.dumps(summary, indent=2))
 
 

@@ -215,10 +215,18 @@ def run_stage(
     return StageResult(stage.name, "pipeline", str(out), wall, manifest=manifest, skipped_tasks=skipped)
 
 
-def run_job(stage: JobStage) -> StageResult:
-    """Run one job stage."""
+def run_job(stage: JobStage, dry_run: bool = False) -> StageResult:
+    """Run one job stage; in a dry run, only jobs that take a ``dry_run`` argument run (with it set)."""
+    import inspect
+
     started = time.perf_counter()
-    summary = resolve(stage.job, "jobs")(**stage.with_)
+    function = resolve(stage.job, "jobs")
+    kwargs = dict(stage.with_)
+    if dry_run:
+        if "dry_run" not in inspect.signature(function).parameters:
+            return StageResult(stage.name, "job", None, 0.0, summary={"skipped": "dry run"})
+        kwargs["dry_run"] = True
+    summary = function(**kwargs)
     return StageResult(
         stage.name,
         "job",
@@ -228,11 +236,41 @@ def run_job(stage: JobStage) -> StageResult:
     )
 
 
+def _paid_steps(pipeline: list) -> list:
+    """Steps that would spend money (LLM calls): they expose ``estimate_cost``."""
+    return [step for step in pipeline[1:-1] if callable(getattr(step, "estimate_cost", None))]
+
+
+def estimate_stage(stage: PipelineStage, recipe: Recipe) -> StageResult:
+    """Dry run of a stage with LLM steps: read its input, estimate each paid step's cost and write its
+    Batch API request files (``OUT/batch_requests/<step>/``); send nothing and write no shards."""
+    pipeline = build_pipeline(stage, recipe)
+    reader = pipeline[0]
+    tasks = stage.executor.tasks
+    documents = [doc for rank in range(tasks) for doc in reader.run(rank=rank, world_size=tasks)]
+    estimates = {}
+    for step in _paid_steps(pipeline):
+        label = type(step).__name__
+        estimate = step.estimate_cost(documents)
+        if callable(getattr(step, "write_batch_files", None)):
+            folder = Path(stage.output) / "batch_requests" / label
+            estimate["batch_files"] = [str(p) for p in step.write_batch_files(documents, str(folder))]
+        estimates[label] = estimate
+    return StageResult(
+        stage.name,
+        "pipeline",
+        None,
+        0.0,
+        summary={"dry_run": True, "documents": len(documents), "estimates": estimates},
+    )
+
+
 def run_recipe(
     ref: str | Path | dict | Recipe,
     overrides: list[str] | dict[str, Any] | None = None,
     fresh: bool = False,
     only: list[str] | None = None,
+    dry_run: bool = False,
     on_stage: Callable[[str, str], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
@@ -243,6 +281,9 @@ def run_recipe(
         overrides: ``["tasks=4"]`` or ``{"tasks": 4}``: variables, or ``stages.NAME.key`` paths.
         fresh: discard earlier outputs and completion markers instead of resuming.
         only: run only these stage names (their inputs must exist).
+        dry_run: spend nothing: stages without LLM steps run (they are offline and free), the first stage
+            with LLM steps is estimated (cost, Batch API request files) instead of run and every later
+            stage is skipped; job stages run only if they take a ``dry_run`` argument (set to true).
 
     Example:
         >>> result = run_recipe("quickstart", overrides={"out": "/tmp/qs"})  # doctest: +SKIP
@@ -251,13 +292,21 @@ def run_recipe(
     """
     recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides)
     result = RunResult(recipe.name)
+    estimated = False
     for stage in recipe.stages:
         if only and stage.name not in only:
             continue
         if on_stage:
             on_stage(stage.name, "job" if isinstance(stage, JobStage) else "pipeline")
-        if isinstance(stage, JobStage):
-            result.stages.append(run_job(stage))
+        if dry_run and estimated:
+            result.stages.append(
+                StageResult(stage.name, "skipped", summary={"skipped": "after a dry-run estimate"})
+            )
+        elif isinstance(stage, JobStage):
+            result.stages.append(run_job(stage, dry_run=dry_run))
+        elif dry_run and _paid_steps(build_pipeline(stage, recipe)):
+            result.stages.append(estimate_stage(stage, recipe))
+            estimated = True
         else:
             progress = (
                 (lambda done, total, _n=stage.name: on_progress(_n, done, total)) if on_progress else None
