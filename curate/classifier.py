@@ -70,7 +70,13 @@ def embedder_spec(embedder) -> dict[str, Any]:
     if isinstance(embedder, CausalLMEmbedder):
         return {"kind": "causal_lm", "model": embedder.model, "model_id": embedder.model_id}
     if isinstance(embedder, SentenceEmbedder):
-        return {"kind": "sentence", "model": embedder.model, "model_id": embedder.model_id}
+        options = {k: getattr(embedder, k) for k in ("max_tokens", "max_chunks") if getattr(embedder, k)}
+        return {
+            "kind": "sentence",
+            "model": embedder.model,
+            "model_id": embedder.model_id,
+            "options": options,
+        }
     return {
         "kind": type(embedder).__name__,
         "model": getattr(embedder, "model", None),
@@ -431,7 +437,7 @@ def embed_with_store(
 
 
 def train_quality_classifier(
-    input_dir: str,
+    input_dir: str | list[str],
     output_path: str,
     embedder: Any = None,
     kind: str = "random_forest",
@@ -453,6 +459,7 @@ def train_quality_classifier(
     ``input_dir/manifest.json`` under ``quality_classifier``.
 
     Args:
+        input_dir: a labeled shard directory, or a list of them (one classifier for several sources).
         embedder: None (offline default), a model name/path, or a dict for :func:`curate.embed.make_embedder`.
         params: more :class:`QualityClassifier` parameters (``n_estimators``, ``C``, ...).
 
@@ -471,10 +478,24 @@ def train_quality_classifier(
     """
     started = time.time()
     emb = _as_embedder(embedder)
-    ids, texts, y, sources, unusable = _read_labeled(input_dir, label_cutoff)
-    if len(ids) == 0:
-        raise ValueError(f"no labeled rows (quality_label) in {input_dir}: run a labeler step first")
-    X, computed = embed_with_store(emb, texts, ids, input_dir)
+    input_dirs = [input_dir] if isinstance(input_dir, (str, os.PathLike)) else list(input_dir)
+    ids, parts, targets, computed = [], [], [], 0
+    sources: Counter = Counter()
+    unusable: Counter = Counter()
+    for folder in input_dirs:  # e.g. The Stack and StackOverflow, labeled separately
+        dir_ids, texts, y, dir_sources, dir_unusable = _read_labeled(folder, label_cutoff)
+        if not dir_ids:
+            continue
+        x, n_new = embed_with_store(emb, texts, dir_ids, folder)
+        ids += dir_ids
+        parts.append(x)
+        targets.append(y)
+        computed += n_new
+        sources.update(dir_sources)
+        unusable.update(dir_unusable)
+    if not ids:
+        raise ValueError(f"no labeled rows (quality_label) in {input_dirs}: run a labeler step first")
+    X, y = np.concatenate(parts), np.concatenate(targets)
     clf = QualityClassifier(kind=kind, random_state=random_state, **params)
     metrics = clf.cross_validate(X, y, folds=folds, target_precision=target_precision, keep_rate=keep_rate)
     clf.fit(X, y)
@@ -486,7 +507,7 @@ def train_quality_classifier(
         label_source=label_source,
         label_sources=dict(sources),
         unusable_labels=dict(unusable),
-        trained_on=str(input_dir),
+        trained_on=[str(d) for d in input_dirs],
     )
     summary = {
         "model_path": str(output_path),
@@ -502,7 +523,8 @@ def train_quality_classifier(
         "wall_time_s": round(time.time() - started, 3),
     }
     if update_manifest:
-        _merge_into_manifest(input_dir, {"quality_classifier": summary})
+        for folder in input_dirs:
+            _merge_into_manifest(folder, {"quality_classifier": summary})
     return summary
 
 
@@ -576,7 +598,9 @@ class ClassifierFilter(BaseFilter):
                 self._emb = _as_embedder(self.embedder)
             else:
                 spec = self.classifier.metadata_.get("embedder") or {}
-                self._emb = make_embedder(spec.get("model"), kind=spec.get("kind", "sentence"))
+                self._emb = make_embedder(
+                    spec.get("model"), kind=spec.get("kind", "sentence"), **spec.get("options", {})
+                )
         return self._emb
 
     @property

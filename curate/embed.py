@@ -143,7 +143,9 @@ class SentenceEmbedder(_Embedder):
         max_tokens: chunk length in tokenizer tokens; None uses the model's ``max_seq_length`` (minus the
             special tokens the model adds).
         max_chunks: embed at most this many chunks per document (its beginning); None = the whole document.
-            A cap bounds the cost of very long files (CPU runs, quickstart).
+            A cap bounds the cost of very long files (CPU runs, quickstart). Setting ``max_tokens`` or
+            ``max_chunks`` adds ``-t<N>``/``-c<N>`` to :attr:`model_id`, so differently chunked vectors
+            are stored apart.
 
     Example:
         >>> emb = SentenceEmbedder()
@@ -165,6 +167,14 @@ class SentenceEmbedder(_Embedder):
         self.device = device
         self.max_tokens = max_tokens
         self.max_chunks = max_chunks
+
+    @property
+    def model_id(self) -> str:
+        """Store key: the model's id, plus the chunking options when they change what is embedded."""
+        suffix = (f"-t{self.max_tokens}" if self.max_tokens else "") + (
+            f"-c{self.max_chunks}" if self.max_chunks else ""
+        )
+        return model_id_for(self.model) + suffix
 
     @property
     def st_model(self):
