@@ -18,7 +18,7 @@ Keys made only of generic idioms are dropped: any window contained in an allow-l
 (:data:`DEFAULT_ALLOW_LIST` plus yours), and, when ``generic_min_items`` is set, any window shared by
 that many distinct benchmark items.
 
-Scan: texts are concatenated in batches of a few MB; token hashes are computed for the whole batch at
+Scan: texts are concatenated in batches of about 1 MB (large enough to amortise numpy call overhead, small enough to stay in cache); token hashes are computed for the whole batch at
 once (per-byte random table x per-position multiplier, summed per token with ``np.add.reduceat``), n-gram
 hashes are a vectorised sum of shifted token hashes times per-offset multipliers, membership is a
 ``np.searchsorted`` into the sorted key array, and every candidate hit is verified against the exact
@@ -349,13 +349,13 @@ class NgramIndex:
         for texts, ids in batches:
             yield from self.scan_texts(texts, ids)
 
-    def scan_shards(self, shard_dir: str, batch_bytes: int = 4 * 2**20) -> Iterator[NgramMatch]:
+    def scan_shards(self, shard_dir: str, batch_bytes: int = 2**20) -> Iterator[NgramMatch]:
         """Stream a shard directory's ``data/*.parquet`` (or a folder of Parquet files) in batches of
         about ``batch_bytes`` of text, yielding evidence; memory stays bounded by the batch size."""
         yield from self.scan_batches(iter_text_batches(shard_dir, batch_bytes))
 
 
-def iter_text_batches(shard_dir: str, batch_bytes: int = 4 * 2**20) -> Iterator[tuple[list[str], list[str]]]:
+def iter_text_batches(shard_dir: str, batch_bytes: int = 2**20) -> Iterator[tuple[list[str], list[str]]]:
     """``(texts, ids)`` batches of about ``batch_bytes`` read from a shard directory with pyarrow."""
     import os
 
