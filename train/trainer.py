@@ -629,6 +629,15 @@ def load_config_file(path: str | os.PathLike, overrides: list[str] = ()) -> Trai
     return TrainConfig(**values)
 
 
+def train_from_file(config: str | os.PathLike, overrides: list[str] = ()) -> dict[str, Any]:
+    """Train from a YAML/JSON config file plus ``key=value`` overrides (the ``textbooks train`` command).
+
+    Example:
+        >>> train_from_file("run.yaml", ["max_steps=100", "output_dir=out/run"])  # doctest: +SKIP
+    """
+    return train(load_config_file(config, list(overrides)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m train.trainer CONFIG.yaml [key=value ...]`` (also under ``accelerate launch``)."""
     import sys
@@ -637,7 +646,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(main.__doc__)
         raise SystemExit(0 if args else 2)
-    summary = train(load_config_file(args[0], args[1:]))
+    summary = train_from_file(args[0], args[1:])
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
 

@@ -141,3 +141,31 @@ def test_corrupt_or_empty_token_file_fails_before_training(data):
             tokens=str(bad), output_dir=str(out), global_batch_size=8, micro_batch_size=4, max_steps=2, **TINY
         )
     assert not out.exists()
+
+
+def test_finetune_from_a_model_with_solution_only_loss(data, tmp_path):
+    from transformers import PhiForCausalLM
+
+    from train.presets import phi_config
+
+    base = tmp_path / "base"
+    PhiForCausalLM(phi_config("tiny", vocab_size=1024)).save_pretrained(str(base))
+    exercises = [
+        (f"ex{i}", f'def f{i}(x):\n    """Return x plus {i}."""\n    return x + {i}\n' * 3) for i in range(40)
+    ]
+    shards = make_shards(tmp_path / "ex", texts=exercises, n_shards=1)
+    prepare_tokens(shards, data["tok"], tmp_path / "ft-tokens", workers=1, solution_marker="docstring")
+    losses = {}
+    for solution_only in (False, True):
+        out = tmp_path / f"ft-{solution_only}"
+        summary = train(
+            tokens=str(tmp_path / "ft-tokens"), tokenizer=data["tok"], init_from=str(base), output_dir=str(out),
+            global_batch_size=4, micro_batch_size=2, max_steps=3, solution_only_loss=solution_only, dropout=0.0,
+            **{k: v for k, v in TINY.items() if k not in ("preset", "vocab_size")},
+        )  # fmt: skip
+        assert summary["steps"] == 3
+        losses[solution_only] = [
+            json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+        ]
+    # same model, same windows: masking the prompt tokens changes which tokens the loss averages
+    assert losses[True][0] != pytest.approx(losses[False][0], abs=1e-4)
