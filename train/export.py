@@ -48,6 +48,17 @@ def _load_model(run: Path, checkpoint: str | None):
     return AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
 
 
+def _add_legacy_rope_keys(config_path: Path) -> None:
+    """Also write ``partial_rotary_factor``/``rope_theta`` at the top level, where transformers 4.x
+    (and servers pinned to it, e.g. older vLLM) read them; transformers 5 reads ``rope_parameters``."""
+    config = json.loads(config_path.read_text())
+    rope = config.get("rope_parameters") or {}
+    for key in ("partial_rotary_factor", "rope_theta"):
+        if key in rope:
+            config.setdefault(key, rope[key])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _model_card(
     run: Path, train_cfg: dict, data: dict, metrics: list[dict], recipe: str | None, model
 ) -> str:
@@ -150,6 +161,7 @@ def export_model(
     model.generation_config.pad_token_id = tok.eos_token_id
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
+    _add_legacy_rope_keys(out / "config.json")
     tok.save_pretrained(str(out))
     metrics_path = run / METRICS_NAME
     metrics = (
