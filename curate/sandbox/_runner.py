@@ -50,6 +50,9 @@ PRELOAD = (
     "dataclasses", "enum", "abc", "numbers", "array", "cmath", "textwrap", "unicodedata",
 )  # fmt: skip
 
+#: errnos of a refused fork/unshare that say "not now" (kernel resources), not "never"
+TRANSIENT_ERRNOS = (11, 12, 28)  # EAGAIN, ENOMEM, ENOSPC (namespace count limits)
+
 _libc = None
 
 
@@ -60,6 +63,12 @@ def libc():
 
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
+
+
+def ctypes_errno():
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def read_exact(fd, n):
@@ -74,12 +83,16 @@ def read_exact(fd, n):
 
 
 def enter_namespaces(mode):
-    """Unshare namespaces for the children to come; returns the isolation actually obtained."""
+    """Unshare namespaces for the children to come; returns the isolation actually obtained and,
+    when root was refused for lack of resources, the errno (else 0)."""
     lc = libc()
     base = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
     if mode in ("auto", "namespaces") and os.geteuid() == 0:
         if lc.unshare(base) == 0:
-            return "root-namespaces"
+            return "root-namespaces", 0
+        err = ctypes_errno()
+        if err in TRANSIENT_ERRNOS:
+            return "rlimits", err
     if mode in ("auto", "namespaces") and os.geteuid() != 0:
         uid, gid = os.geteuid(), os.getegid()
         if lc.unshare(base | CLONE_NEWUSER) == 0:
@@ -90,10 +103,10 @@ def enter_namespaces(mode):
                     f.write(f"0 {uid} 1")
                 with open("/proc/self/gid_map", "w") as f:
                     f.write(f"0 {gid} 1")
-                return "user-namespaces"
+                return "user-namespaces", 0
             except OSError:
-                return "rlimits"
-    return "rlimits"
+                return "rlimits", 0
+    return "rlimits", 0
 
 
 def setup_mounts(tmpfs_mb, expose=()):
@@ -315,12 +328,23 @@ def run_untrusted(
         _exit(0)
 
 
+def harness_failure(cfg_fd, result_fd, cause):
+    """Report a failure of the harness itself (no child ran): the Sandbox retries such runs."""
+    nonce = read_exact(cfg_fd, 64).strip().decode()
+    out = {"status": "error", "error_type": "SandboxError", "harness_error": cause}
+    os.write(result_fd, ("RESULT " + nonce + " " + json.dumps(out) + "\n").encode())
+    os._exit(0)
+
+
 def runner_main(cfg_fd, result_fd):
     """One run: read the config, fork the isolated child, report its verdict on ``result_fd``."""
     header = read_exact(cfg_fd, 10)
     cfg = json.loads(read_exact(cfg_fd, int(header)))
     outer_uid = os.getuid()
-    isolation = enter_namespaces(cfg["mode"])
+    isolation, err = enter_namespaces(cfg["mode"])
+    if err in TRANSIENT_ERRNOS:
+        # root was refused namespaces for lack of kernel resources: no silent downgrade to rlimits
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}")
     host_workdir = None
     if isolation == "rlimits":  # no private tmpfs: a host temp dir, removed by this runner afterwards
         import tempfile
@@ -333,7 +357,10 @@ def runner_main(cfg_fd, result_fd):
     os.dup2(sw, hi)
     os.close(sw)
     sw = hi
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}")
     if pid == 0:
         try:
             os.close(result_fd)
@@ -397,15 +424,25 @@ def runner_main(cfg_fd, result_fd):
 def zygote_main(sock_fd):
     """Warm parent of runners: started once per Sandbox, it forks one runner per request, so a run
     costs two forks of a small process instead of an interpreter start. A request is a message on
-    the unix socket carrying three fds: the output pipe, the result pipe and the config pipe."""
+    the unix socket carrying three fds: the output pipe, the result pipe and the config pipe.
+
+    Replies on the socket are 4 bytes: ``RDY0`` once, when ready; then per request ``OK00`` when the
+    runner is forked, or ``E<errno>`` when the fork failed (the fds are closed, nothing runs). The
+    harness holds the request until the reply, so a request can never vanish unanswered.
+
+    The zygote ends when the harness closes its end of the socket (the kernel does that when the
+    harness process dies). No PR_SET_PDEATHSIG here: its "parent" is the *thread* that forked this
+    process, and the harness starts the zygote from whichever thread runs first, often a ``map``
+    pool thread: the zygote was SIGKILLed when that pool shut down, losing the next call's first
+    requests (``NoResult``)."""
     import socket
 
     sock = socket.socket(fileno=sock_fd)
-    try:
-        libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runners are reaped by the kernel
+    try:
+        sock.sendall(b"RDY0")
+    except OSError:
+        os._exit(0)
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 16, 3)
@@ -416,26 +453,35 @@ def zygote_main(sock_fd):
         if len(fds) != 3:
             for fd in fds:
                 os.close(fd)
-            continue
-        out_w, res_w, cfg_r = fds
-        pid = os.fork()
-        if pid == 0:
+            reply = b"E%03d" % 22  # EINVAL: a malformed request
+        else:
+            reply = b"OK00"
             try:
-                sock.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                os.setsid()
-                os.dup2(out_w, 1)
-                os.dup2(out_w, 2)
-                os.close(out_w)
-                runner_main(cfg_r, res_w)
-            except BaseException as e:
+                pid = os.fork()
+            except OSError as e:  # EAGAIN/ENOMEM under load: say so, stay alive for the next one
+                pid, reply = -1, b"E%03d" % ((e.errno or 0) % 1000)
+            if pid == 0:
                 try:
-                    os.write(2, f"sandbox runner failed: {type(e).__name__}: {e}\n".encode())
-                finally:
-                    os._exit(70)
+                    sock.close()
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.setsid()
+                    out_w, res_w, cfg_r = fds
+                    os.dup2(out_w, 1)
+                    os.dup2(out_w, 2)
+                    os.close(out_w)
+                    runner_main(cfg_r, res_w)
+                except BaseException as e:
+                    try:
+                        os.write(2, f"sandbox runner failed: {type(e).__name__}: {e}\n".encode())
+                    finally:
+                        os._exit(70)
+                os._exit(0)
+            for fd in fds:
+                os.close(fd)
+        try:
+            sock.sendall(reply)
+        except OSError:
             os._exit(0)
-        for fd in fds:
-            os.close(fd)
 
 
 if __name__ == "__main__":

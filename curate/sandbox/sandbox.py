@@ -47,6 +47,12 @@ UID_SPAN = 1_000_000
 
 STATUSES = ("passed", "failed", "error", "timeout", "killed")
 
+#: tries per run when the harness itself failed for a transient reason (a refused fork, a zygote
+#: that died holding the request); each cause is recorded in ``details["harness_retries"]``
+HARNESS_ATTEMPTS = 3
+ACK_TIMEOUT_S = 30.0  # the zygote answers once it forked the runner (milliseconds, even under load)
+ZYGOTE_START_TIMEOUT_S = 60.0  # an interpreter start plus the preloads, on a starved machine
+
 _uid_counter = itertools.count()
 _uid_lock = threading.Lock()
 
@@ -55,6 +61,10 @@ def _next_uid() -> int:
     with _uid_lock:
         n = next(_uid_counter)
     return UID_BASE + ((os.getpid() % 1000) * 1000 + n % 1000) % UID_SPAN
+
+
+class _Transient(Exception):
+    """A harness failure worth one more try with fresh pipes (the message says why)."""
 
 
 @dataclass
@@ -157,24 +167,28 @@ class Sandbox:
             "extra_sys_path": self._site_paths() if self.site_packages else [],
         }
         payload = json.dumps(cfg).encode()
-        nonce = secrets.token_hex(16)
-        out_r, out_w = os.pipe()
-        res_r, res_w = os.pipe()
-        cfg_r, cfg_w = os.pipe()
-        try:
-            self._request((out_w, res_w, cfg_r), env)
-        except OSError as e:
-            for fd in (out_r, out_w, res_r, res_w, cfg_r, cfg_w):
-                os.close(fd)
-            return SandboxResult("error", False, "SandboxStartError", str(e), time.monotonic() - t0)
-        for fd in (out_w, res_w, cfg_r):
-            os.close(fd)
-        try:
-            self._feed(cfg_w, b"%010d" % len(payload) + payload + nonce.encode() + b"\n")
-            verdict, out, info = self._collect(out_r, res_r, nonce, t0)
-        finally:
-            os.close(out_r)
-            os.close(res_r)
+        causes: list[str] = []  # transient harness failures retried before this run's verdict
+        for attempt in range(HARNESS_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * attempt)
+            try:
+                verdict, out, info = self._attempt(payload, env)
+            except _Transient as e:
+                causes.append(str(e))
+                continue
+            except OSError as e:
+                details = {"harness_retries": causes} if causes else {}
+                return SandboxResult(
+                    "error", False, "SandboxStartError", str(e), time.monotonic() - t0, details=details
+                )
+            if "harness_error" in verdict and attempt + 1 < HARNESS_ATTEMPTS:
+                causes.append(verdict["harness_error"])
+                continue
+            break
+        else:
+            verdict, out, info = {"status": "error", "error_type": "SandboxError"}, b"", {}
+        if causes:
+            info["harness_retries"] = causes
         tail = out[-self.max_output_bytes :].decode("utf-8", "replace")
         status = verdict.get("status", "error")
         if status not in STATUSES:
@@ -195,9 +209,37 @@ class Sandbox:
             details=details,
         )
 
+    def _attempt(self, payload: bytes, env: dict):
+        """One try: hand fresh pipes to the zygote, feed the config, collect the verdict."""
+        nonce = secrets.token_hex(16)
+        out_r, out_w = os.pipe()
+        res_r, res_w = os.pipe()
+        cfg_r, cfg_w = os.pipe()
+        try:
+            self._request((out_w, res_w, cfg_r), env)
+        except BaseException:
+            for fd in (out_r, out_w, res_r, res_w, cfg_r, cfg_w):
+                os.close(fd)
+            raise
+        for fd in (out_w, res_w, cfg_r):
+            os.close(fd)
+        # the clock starts once the runner exists: waiting for the lock, the zygote's start or a
+        # CPU-starved fork is the harness's time, not the program's
+        started = time.monotonic()
+        try:
+            self._feed(cfg_w, b"%010d" % len(payload) + payload + nonce.encode() + b"\n")
+            return self._collect(out_r, res_r, nonce, started)
+        finally:
+            os.close(out_r)
+            os.close(res_r)
+
     # -- the warm zygote -----------------------------------------------------------------------
     def _request(self, fds: tuple[int, int, int], env: dict) -> None:
-        """Ask the zygote for a runner wired to ``fds``; (re)start the zygote when needed."""
+        """Ask the zygote for a runner wired to ``fds``; (re)start the zygote when needed.
+
+        Returns once the zygote has acknowledged the fork, so a request is never lost in a dying
+        zygote's socket buffer. Raises ``_Transient`` when the caller should retry with fresh pipes
+        and ``OSError`` when the zygote cannot be started."""
         import socket
 
         with self._lock:
@@ -206,11 +248,38 @@ class Sandbox:
                     self._start_zygote(env)
                 try:
                     socket.send_fds(self._sock, [b"R"], list(fds))
-                    return
                 except OSError:
+                    # the zygote was gone before the send: nobody took the fds, sending again is safe
                     self._stop_zygote()
                     if attempt:
                         raise
+                    continue
+                reply = self._reply(ACK_TIMEOUT_S)
+                if reply == b"OK00":
+                    return
+                if reply.startswith(b"E") and reply[1:].isdigit():
+                    raise _Transient(f"zygote fork failed: {os.strerror(int(reply[1:]))}")
+                # no answer: the zygote ended (or wedged) holding the request; a runner may hold
+                # these fds, so the retry takes fresh pipes
+                self._stop_zygote()
+                raise _Transient(f"zygote ended before acknowledging a request ({reply!r})")
+
+    def _reply(self, timeout: float) -> bytes:
+        """The zygote's next 4-byte reply, or what arrived of it by EOF/timeout."""
+        self._sock.settimeout(timeout)
+        buf = b""
+        try:
+            while len(buf) < 4:
+                chunk = self._sock.recv(4 - len(buf))
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError:
+            pass
+        finally:
+            if self._sock is not None:
+                self._sock.settimeout(None)
+        return buf
 
     def _start_zygote(self, env: dict) -> None:
         import socket
@@ -228,10 +297,19 @@ class Sandbox:
                 env=env,
                 cwd="/",
             )
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         self._sock = parent
         self._zygote_pid = os.getpid()
+        # ready means preloaded and listening; a zygote that cannot start is an error, not a lost run
+        ready = self._reply(ZYGOTE_START_TIMEOUT_S)
+        if ready != b"RDY0":
+            code = self._zygote.poll()
+            self._stop_zygote()
+            raise OSError(f"sandbox zygote did not start (reply {ready!r}, exit code {code})")
 
     def _stop_zygote(self) -> None:
         if self._sock is not None:
@@ -300,52 +378,57 @@ class Sandbox:
         pidfds: list[int] = []
         info: dict = {}
         reason = None
+        prefix = f"RESULT {nonce} "
         sel = selectors.DefaultSelector()
         sel.register(out_r, selectors.EVENT_READ, "out")
         sel.register(res_r, selectors.EVENT_READ, "res")
         open_streams = 2
+
+        def read_ready(timeout: float) -> None:
+            nonlocal open_streams, total, res_buf, pidfds, reason
+            for key, _ in sel.select(timeout=timeout):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    open_streams -= 1
+                    continue
+                if key.data == "out":
+                    total += len(chunk)
+                    out.extend(chunk)
+                    if len(out) > 2 * self.max_output_bytes:
+                        del out[: len(out) - self.max_output_bytes]
+                    if total > self.max_total_output_bytes:
+                        reason = reason or "output"
+                else:
+                    had_pids = b"\n" in res_buf
+                    res_buf += chunk
+                    if not had_pids and res_buf.startswith(b"PID ") and b"\n" in res_buf:
+                        pidfds = self._open_pidfds(res_buf[4 : res_buf.index(b"\n")])
+                        if reason:  # the pids arrived after the decision to kill
+                            self._kill(pidfds)
+
         try:
-            while open_streams:
+            while open_streams and not reason:
                 left = deadline - time.monotonic()
+                # what is already in the pipes is read before the clock is believed: a starved
+                # harness thread must not call a run that finished in time a timeout
+                read_ready(max(left, 0))
                 if left <= 0:
-                    reason = "timeout"
+                    if not reason and prefix.encode() not in res_buf:
+                        reason = "timeout"
                     break
-                for key, _ in sel.select(timeout=left):
-                    chunk = os.read(key.fd, 65536)
-                    if not chunk:
-                        sel.unregister(key.fd)
-                        open_streams -= 1
-                        continue
-                    if key.data == "out":
-                        total += len(chunk)
-                        out += chunk
-                        if len(out) > 2 * self.max_output_bytes:
-                            del out[: len(out) - self.max_output_bytes]
-                        if total > self.max_total_output_bytes:
-                            reason = "output"
-                    else:
-                        had_pids = b"\n" in res_buf
-                        res_buf += chunk
-                        if not had_pids and res_buf.startswith(b"PID ") and b"\n" in res_buf:
-                            pidfds = self._open_pidfds(res_buf[4 : res_buf.index(b"\n")])
-                if reason:
-                    break
-            if reason:
+            if open_streams:
+                # on a kill, or a verdict already written with a pipe still open: wait for the end
+                # of file on both pipes, so nothing of this run outlives the call
                 self._kill(pidfds)
-                # wait for the end of file on both pipes: every process that held them is dead then,
-                # so nothing of this run outlives the call
                 grace = time.monotonic() + 10
                 while open_streams and time.monotonic() < grace:
-                    for key, _ in sel.select(timeout=0.5):
-                        if not os.read(key.fd, 65536):
-                            sel.unregister(key.fd)
-                            open_streams -= 1
+                    read_ready(0.5)
         finally:
             sel.close()
             for fd in pidfds:
                 os.close(fd)
         verdict = None
-        prefix = f"RESULT {nonce} "
         for line in res_buf.decode("utf-8", "replace").splitlines():
             if line.startswith(prefix):
                 try:
