@@ -440,7 +440,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     fpt = flops_per_token(n_params, model_config.num_hidden_layers, model_config.hidden_size, cfg.seq_len)
     optimizer = make_optimizer(model, cfg, accelerator.device)
     if cfg.compile:
-        model = torch.compile(model)
+        model.compile()  # in place: state-dict keys stay plain, checkpoints load compiled or not
     model, optimizer = accelerator.prepare(model, optimizer)
     vocab = model_config.vocab_size
     peak = peak_flops(accelerator.device, cfg.peak_flops)
