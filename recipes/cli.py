@@ -1,4 +1,4 @@
-"""The ``textbooks`` command line: ``run``, ``validate``, ``list`` and ``report``.
+"""The ``textbooks`` command line: ``run``, ``validate``, ``list``, ``report``, ``eval`` and ``train``.
 
 Examples::
 
@@ -309,6 +309,17 @@ def eval_(
     )
     console.print(Path(summary["files"]["markdown"]).read_text())
     console.print(json.dumps({k_: summary[k_] for k_ in ("pass_at_k", "status_counts", "files")}, indent=2))
+
+
+@app.command("train")
+def train_(
+    config: str = typer.Argument(..., help="A YAML/JSON file of TrainConfig fields (see train.trainer)."),
+    overrides: list[str] | None = typer.Argument(None, help="KEY=VALUE overrides, e.g. max_steps=100."),
+):
+    """Train a model from a config file (single process; use `accelerate launch -m train.trainer` for many)."""
+    from train.trainer import train_from_file
+
+    console.print_json(json.dumps(train_from_file(config, overrides or []), default=str))
 
 
 def main() -> None:  # pragma: no cover - console-script shim
