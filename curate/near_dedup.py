@@ -1,7 +1,8 @@
 """Near-duplicate removal: MinHash LSH over shingles of code tokens.
 
 Single machine (this module's :class:`NearDedupFilter` / :func:`minhash_clusters`): signatures are
-computed vectorised with numpy. Each document's tokens are hashed once (xxh3), shingle hashes are
+computed vectorised with numpy. Tokens are found and hashed with array operations on the UTF-8
+bytes (byte classes + polynomial prefix hashes, no per-token Python work), shingle hashes are
 combined from token hashes with array arithmetic, and all ``num_perm`` permutations are applied as
 one ``(n_shingles x num_perm)`` uint32 operation. The permutations are datasketch's own (scheme
 ``affine32``: MurmurHash3 finaliser, then ``a*h + b mod 2^32`` with datasketch's ``a, b`` for the
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xxhash
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
@@ -72,20 +72,83 @@ def shingle_strings(text: str, shingle_size: int = 5) -> list[str]:
     return [" ".join(tokens[i : i + shingle_size]) for i in range(len(tokens) - shingle_size + 1)]
 
 
+# byte classes matching TOKEN_RE: 0 whitespace, 1 identifier/number byte, 2 punctuation
+_BYTE_CLASS = np.full(256, 2, dtype=np.uint8)
+for _c in b" \t\n\r\f\v":
+    _BYTE_CLASS[_c] = 0
+for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
+    _BYTE_CLASS[_c] = 1
+_BYTE_CLASS[0x80:] = 1
+_POLY = 0x100000001B3  # odd, so invertible mod 2^64
+_POLY_INV = pow(_POLY, -1, 2**64)
+_powers = {"p": np.ones(1, dtype=_U64), "inv": np.ones(1, dtype=_U64)}
+
+
+def _poly_powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i mod 2^64 for i < n (cached, grown by doubling)."""
+    if len(_powers["p"]) < n:
+        size = max(n, 2 * len(_powers["p"]))
+        with np.errstate(over="ignore"):
+            _powers["p"] = np.cumprod(np.r_[_U64(1), np.full(size - 1, _POLY, dtype=_U64)], dtype=_U64)
+            _powers["inv"] = np.cumprod(np.r_[_U64(1), np.full(size - 1, _POLY_INV, dtype=_U64)], dtype=_U64)
+    return _powers["p"][:n], _powers["inv"][:n]
+
+
+def token_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Byte (start, end) of every :data:`TOKEN_RE` token of ``data``, found with array operations.
+
+    Example:
+        >>> starts, ends = token_spans(b"def f(x):")
+        >>> [b"def f(x):"[a:b] for a, b in zip(starts, ends)]
+        [b'def', b'f', b'(', b'x', b')', b':']
+    """
+    cls = _BYTE_CLASS[np.frombuffer(data, dtype=np.uint8)]
+    word = cls == 1
+    prev_word = np.r_[False, word[:-1]]
+    next_word = np.r_[word[1:], False]
+    starts = np.flatnonzero((word & ~prev_word) | (cls == 2))
+    ends = starts + 1
+    is_word = word[starts]
+    ends[is_word] = np.flatnonzero(word & ~next_word) + 1
+    return starts, ends
+
+
+def token_hashes(text: str) -> np.ndarray:
+    """uint64 hash of every code token of ``text`` (vectorised: polynomial prefix hashes of the bytes).
+
+    Equal tokens get equal hashes wherever they occur; the hash is then avalanched (murmur finaliser).
+    """
+    data = _utf8(text)
+    starts, ends = token_spans(data)
+    if len(starts) == 0:
+        return np.zeros(0, dtype=_U64)
+    pw, inv = _poly_powers(len(data) + 1)
+    with np.errstate(over="ignore"):
+        values = np.frombuffer(data, dtype=np.uint8).astype(_U64) + _U64(1)
+        prefix = np.empty(len(data) + 1, dtype=_U64)
+        prefix[0] = 0
+        np.cumsum(values * pw[: len(data)], out=prefix[1:])
+        h = (prefix[ends] - prefix[starts]) * inv[starts]  # the token's polynomial hash, position-free
+        h ^= (ends - starts).astype(_U64) * _MIX2  # the length too: guards against zero-padding collisions
+        h ^= h >> _U64(33)
+        h *= _MIX1
+        h ^= h >> _U64(33)
+    return h
+
+
 def shingle_hashes(text: str, shingle_size: int = 5) -> np.ndarray:
     """uint32 hashes of a text's shingles (one per n-gram position; duplicates kept), vectorised.
 
-    Tokens are hashed once with xxh3; an n-gram hash is a position-weighted combination of its token
-    hashes, mixed and folded to 32 bits.
+    Token hashes come from :func:`token_hashes` (no per-token Python work); an n-gram hash is a
+    position-weighted combination of its token hashes, mixed and folded to 32 bits.
 
     Example:
         >>> shingle_hashes("a b c d e f", 5).shape
         (2,)
     """
-    tokens = TOKEN_RE.findall(_utf8(text))
-    if not tokens:
+    th = token_hashes(text)
+    if len(th) == 0:
         return np.zeros(0, dtype=np.uint32)
-    th = np.fromiter(map(xxhash.xxh3_64_intdigest, tokens), dtype=_U64, count=len(tokens))
     n = min(shingle_size, len(th))
     m = len(th) - n + 1
     with np.errstate(over="ignore"):

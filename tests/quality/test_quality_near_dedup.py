@@ -13,6 +13,7 @@ from datasketch import MinHash
 from datatrove.data import Document
 
 from curate.near_dedup import (
+    TOKEN_RE,
     NearDedupFilter,
     datasketch_permutations,
     minhash_clusters,
@@ -20,6 +21,7 @@ from curate.near_dedup import (
     shingle_hashes,
     shingle_strings,
     signature_from_hashes,
+    token_spans,
 )
 from curate.shards import ExclusionWriter
 
@@ -56,6 +58,18 @@ def _edit(text: str, rng: random.Random, n_edits: int) -> str:
 def _exact_jaccard(a: str, b: str) -> float:
     sa, sb = set(shingle_strings(a)), set(shingle_strings(b))
     return len(sa & sb) / len(sa | sb)
+
+
+def test_vectorised_tokens_equal_the_regex_tokens():
+    texts = _stdlib_texts(20) + ["é_x = ñ(1)+2\n\tπ≈3.14  # ünïcode", "", "   \n", "a"]
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        starts, ends = token_spans(data)
+        assert [data[a:b] for a, b in zip(starts, ends, strict=True)] == TOKEN_RE.findall(data)
+    # equal shingles hash equally wherever they occur; different ones (almost always) differently
+    a = shingle_hashes("x = f(a, b) + 1\ny = 2")
+    b = shingle_hashes("y = 2\nx = f(a, b) + 1")
+    assert set(a.tolist()) & set(b.tolist())
 
 
 def test_signature_is_bit_identical_to_datasketch():
