@@ -430,10 +430,13 @@ def build_split(
     scores: dict[str, BenchmarkScores], taus: Sequence[float], rule: str, threshold: float
 ) -> dict[str, Any]:
     """The ``split.json`` object (format pinned in INTERFACES.md)."""
+    with_emb = any(s.emb_doc_dist is not None for s in scores.values())
     split: dict[str, Any] = {
         "version": SPLIT_VERSION,
         "rule": rule,
         "embedding_threshold": threshold,
+        # the measures actually computed (rule "either" without embeddings is AST-only)
+        "measures": ["ast", "embedding"] if with_emb else ["ast"],
         "benchmarks": {},
     }
     for name, s in scores.items():
@@ -507,7 +510,10 @@ def write_pruned(
                 keep_writer, drop_writer = writers[key]
                 if r is not None and removed[r]:
                     # name the measures the rule uses that flagged this document
-                    flags = (("ast", ast_hit[r] and rule != "embedding"), ("embedding", emb_hit[r] and rule != "ast"))
+                    flags = (
+                        ("ast", ast_hit[r] and rule != "embedding"),
+                        ("embedding", emb_hit[r] and rule != "ast"),
+                    )
                     which = "+".join(n for n, hit in flags if hit)
                     reason = f"contaminated_{which}_{key}"
                     doc.metadata["filter_reason"] = reason

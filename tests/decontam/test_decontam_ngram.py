@@ -17,7 +17,12 @@ def index(items):
 
 
 def test_tokenisation_is_case_and_format_insensitive():
-    assert [t for t, _, _ in tokenize("Total=sum( x ) # Äb")] == ["total", "sum", "x", "Äb"]  # ASCII folded only
+    assert [t for t, _, _ in tokenize("Total=sum( x ) # Äb")] == [
+        "total",
+        "sum",
+        "x",
+        "Äb",
+    ]  # ASCII folded only
     assert [t for t, _, _ in tokenize("total = SUM(x)")] == ["total", "sum", "x"]
     text = "héllo wörld_1 + 2"
     for tok, start, end in tokenize(text):
@@ -67,11 +72,22 @@ def test_short_items_fall_back_to_full_sequence_and_allow_list_applies():
     records = [
         ("b", "b/short", "prompt", "Write a function to reverse words."),  # 6 tokens < 13
         ("b", "b/tiny", "prompt", "add two"),  # under min_tokens: not indexed
-        ("b", "b/loop", "solution", "for i in range(len(arr)):\n    for j in range(i + 1, len(arr)):\n        pass"),
+        (
+            "b",
+            "b/loop",
+            "solution",
+            "for i in range(len(arr)):\n    for j in range(i + 1, len(arr)):\n        pass",
+        ),
     ]
-    index = NgramIndex(allow_list=["for i in range(len(arr)):\n    for j in range(i + 1, len(arr)):"]).fit_texts(records)
+    index = NgramIndex(
+        allow_list=["for i in range(len(arr)):\n    for j in range(i + 1, len(arr)):"]
+    ).fit_texts(records)
     assert index.too_short_ == [("b/tiny", "prompt")]
-    docs = ["# TODO: write a function to REVERSE words!", "add two numbers", "for i in range(len(arr)):\n for j in range(i+1, len(arr)):\n  pass"]
+    docs = [
+        "# TODO: write a function to REVERSE words!",
+        "add two numbers",
+        "for i in range(len(arr)):\n for j in range(i+1, len(arr)):\n  pass",
+    ]
     hits = index.scan_texts(docs, ["a", "b", "c"])
     assert [(h.doc_id, h.item_id, h.n) for h in hits] == [("a", "b/short", 6), ("c", "b/loop", 13)]
     # the generic nested loop alone is allow-listed: only windows reaching `pass` remain
@@ -81,11 +97,16 @@ def test_short_items_fall_back_to_full_sequence_and_allow_list_applies():
 def test_windows_never_cross_document_boundaries():
     index = NgramIndex(n=4, min_tokens=4).fit_texts([("b", "b/1", "solution", "alpha beta gamma delta")])
     assert index.scan_texts(["x alpha beta", "gamma delta y"], ["1", "2"]) == []
-    assert [h.doc_id for h in index.scan_texts(["x alpha beta", "alpha beta gamma delta"], ["1", "2"])] == ["2"]
+    assert [h.doc_id for h in index.scan_texts(["x alpha beta", "alpha beta gamma delta"], ["1", "2"])] == [
+        "2"
+    ]
 
 
 def test_streaming_scan_of_a_shard_directory(tmp_path, index, items, write_shards):
-    docs = [(f"d{k}", f"print({k})\n") for k in range(50)] + [("copy", "x = 1\n" + items[5].solution), ("empty", "")]
+    docs = [(f"d{k}", f"print({k})\n") for k in range(50)] + [
+        ("copy", "x = 1\n" + items[5].solution),
+        ("empty", ""),
+    ]
     write_shards(tmp_path / "shards", docs)
     hits = list(index.scan_shards(str(tmp_path / "shards"), batch_bytes=64))
     assert {h.doc_id for h in hits} == {"copy"} and items[5].id in {h.item_id for h in hits}

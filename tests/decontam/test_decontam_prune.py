@@ -42,7 +42,9 @@ def corpus(tmp_path_factory, stdlib_files, mbpp_path):
 @pytest.fixture(scope="module")
 def audited(corpus, mbpp_path):
     root, _, _ = corpus
-    summary = decontam_audit(str(root / "in"), str(root / "out"), mbpp_path=str(mbpp_path), rule="ast", embeddings=False)
+    summary = decontam_audit(
+        str(root / "in"), str(root / "out"), mbpp_path=str(mbpp_path), rule="ast", embeddings=False
+    )
     return root / "out", summary
 
 
@@ -93,7 +95,11 @@ def test_report_is_self_contained_with_evidence(corpus, audited):
     out, job = audited
     assert job["ngram_hits"] >= 1 and job["report"].endswith("report.html")
     html = (out / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "<script" not in html and "http" not in html.split("<body>")[1][:200]
+    assert (
+        html.count("data:image/png;base64,") == 2
+        and "<script" not in html
+        and "http" not in html.split("<body>")[1][:200]
+    )
     assert load_benchmark("humaneval")[0].checksum in html
     report = json.loads((out / "report" / "report.json").read_text())
     assert any(h["doc_id"] == "verbatim" and h["item_id"] == "HumanEval/2" for h in report["ngram_hits"])
@@ -123,20 +129,40 @@ def test_embedding_measure_reuses_stored_embeddings(tmp_path, write_shards):
     from curate.embed import SentenceEmbedder, embeddings_dir
 
     bench = tmp_path / "mini.jsonl"
-    sols = ["def area(r):\n    return 3.14159 * r * r\n", "def greet(name):\n    print('hello ' + name)\n",
-            "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"]
-    bench.write_text("\n".join(json.dumps({"id": f"mini/{i}", "prompt": "p", "solution": s}) for i, s in enumerate(sols)))
-    docs = [("copy", sols[1]), ("other1", "import socket\nsock = socket.socket()\nsock.bind(('', 80))\n"),
-            ("other2", "class Stack(list):\n    push = list.append\n"), ("other3", "SELECT * FROM users;")]
+    sols = [
+        "def area(r):\n    return 3.14159 * r * r\n",
+        "def greet(name):\n    print('hello ' + name)\n",
+        "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n",
+    ]
+    bench.write_text(
+        "\n".join(json.dumps({"id": f"mini/{i}", "prompt": "p", "solution": s}) for i, s in enumerate(sols))
+    )
+    docs = [
+        ("copy", sols[1]),
+        ("other1", "import socket\nsock = socket.socket()\nsock.bind(('', 80))\n"),
+        ("other2", "class Stack(list):\n    push = list.append\n"),
+        ("other3", "SELECT * FROM users;"),
+    ]
     write_shards(tmp_path / "in", docs)
     emb = SentenceEmbedder()
     store = embeddings_dir(tmp_path / "in", emb.model_id)
     store.mkdir(parents=True)
     X = emb.transform([t for _, t in docs])
-    pq.write_table(pa.table({"id": [d for d, _ in docs], "embedding": [list(map(float, r)) for r in X]}), store / "00000.parquet")
-    summary = prune_shards(tmp_path / "in", tmp_path / "out", benchmarks={"mini": {"name": "custom", "path": str(bench)}},
-                           taus=[0.95], rule="embedding", embedder=emb)
-    assert summary["timings"]["embeddings"]["reused"] == 4 and summary["timings"]["embeddings"]["computed"] == 0
+    pq.write_table(
+        pa.table({"id": [d for d, _ in docs], "embedding": [list(map(float, r)) for r in X]}),
+        store / "00000.parquet",
+    )
+    summary = prune_shards(
+        tmp_path / "in",
+        tmp_path / "out",
+        benchmarks={"mini": {"name": "custom", "path": str(bench)}},
+        taus=[0.95],
+        rule="embedding",
+        embedder=emb,
+    )
+    assert (
+        summary["timings"]["embeddings"]["reused"] == 4 and summary["timings"]["embeddings"]["computed"] == 0
+    )
     assert summary["taus"]["0.95"]["reasons"] == {"contaminated_embedding_0.95": 1}
     split = json.loads((tmp_path / "out" / "split.json").read_text())
     assert split["benchmarks"]["mini"]["taus"]["0.95"]["similar"] == ["mini/1"]
