@@ -167,7 +167,12 @@ def _histograms(items, units, summary) -> dict[str, str]:
         sub = items[items["benchmark"] == name]
         fig, axes = plt.subplots(1, 3 if sub["emb_min"].notna().any() else 2, figsize=(13, 3.2))
         axes[0].hist(sub["ast_max"].fillna(0), bins=bins, color="#4472c4")
-        axes[0].set(title=f"{name}: best AST match per item", xlabel="max AST match rate", ylabel="items")
+        floor = summary.get("ast_floor", 0)
+        axes[0].set(
+            title=f"{name}: best AST match per item",
+            xlabel=f"max AST match rate (rates under the floor {floor:g} are shown as 0)",
+            ylabel="items",
+        )
         col = f"ast_max_{name}"
         unit_scores = units[col][units[col] > 0] if col in units else []
         axes[1].hist(unit_scores, bins=bins, color="#ed7d31")
