@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.utils.word_tokenizers import WordTokenizer
 
 from curate.shards import ExclusionWriter
 
@@ -483,16 +484,31 @@ def datatrove_minhash_pipelines(
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
+    from datatrove.utils.hashing import HashConfig
+    from datatrove.utils.text import TextNormConfig
 
     from curate.shards import ShardReader, ShardWriter
 
     work = work_dir or os.path.join(output_dir, ".minhash")
+    # code: keep case, punctuation and numbers (they are tokens of the program), as our shingles do
+    norm = TextNormConfig(
+        lowercase=False, remove_punctuation=False, norm_numbers=False, norm_unicode_diacritics=False
+    )
     config = MinhashConfig(
-        n_grams=n_grams, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket, seed=seed
+        n_grams=n_grams,
+        num_buckets=num_buckets,
+        hashes_per_bucket=hashes_per_bucket,
+        seed=seed,
+        norm_config=norm,
+        # datatrove's xxhash path passes str to xxhash, which xxhash>=4 rejects; its sha1 path takes str
+        hash_config=HashConfig(precision=64, hash_fc="sha1"),
     )
     return {
         "signatures": {
-            "pipeline": [ShardReader(input_dir), MinhashDedupSignature(f"{work}/signatures", config=config)],
+            "pipeline": [
+                ShardReader(input_dir),
+                MinhashDedupSignature(f"{work}/signatures", config=config, language=CodeWordTokenizer()),
+            ],
             "tasks": None,
         },
         "buckets": {
@@ -522,6 +538,24 @@ def datatrove_minhash_pipelines(
             "tasks": None,
         },
     }
+
+
+class CodeWordTokenizer(WordTokenizer):
+    """datatrove word tokenizer that splits code into :data:`TOKEN_RE` tokens (no spaCy/NLTK needed)."""
+
+    _SPAN_RE = re.compile(r"[A-Za-z0-9_\u0080-\U0010FFFF]+|[^A-Za-z0-9_\s\u0080-\U0010FFFF]")
+
+    def __init__(self):
+        super().__init__("code")
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return code_tokens(text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip()]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in self._SPAN_RE.finditer(text)]
 
 
 class NearDupExclusionWriter(ExclusionWriter):

@@ -140,3 +140,19 @@ def test_near_dedup_filter_drops_non_representatives_with_reason(tmp_path):
     assert sorted(r["id"] for r in excluded) == ["orig-0", "orig-1", "orig-2"]
     assert {r["filter_reason"] for r in excluded} == {"near_duplicate"}
     assert {r["id"]: r["cluster_id"] for r in excluded} == {f"orig-{k}": f"copy-{k}" for k in range(3)}
+
+
+def test_datatrove_minhash_stages_job_drops_planted_copies(tmp_path):
+    from curate.near_dedup import near_dedup_datatrove
+    from curate.shards import ShardWriter
+
+    rng = random.Random(4)
+    originals = _stdlib_texts(12)
+    docs = [Document(text=t, id=f"o{k}") for k, t in enumerate(originals)]
+    docs += [Document(text=_edit(t, rng, 1), id=f"c{k}") for k, t in enumerate(originals[:5])]
+    with ShardWriter(str(tmp_path / "in" / "data")) as writer:
+        for doc in docs:
+            writer.write(doc)
+    summary = near_dedup_datatrove(str(tmp_path / "in"), str(tmp_path / "out"), tasks=2, workers=1)
+    assert summary["rows"] == 12 and summary["excluded_rows"] == 5
+    assert summary["drop_reasons"] == {"near_duplicate": 5}
