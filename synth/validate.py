@@ -19,8 +19,10 @@ from synth.parse import PARSE_REASONS, parse_exercise, parse_textbook, stub_solu
 EXERCISE_REASONS = PARSE_REASONS + (
     "tests_fail",  # an assertion failed against the model's own solution
     "tests_error",  # the solution or tests raised something else (NameError, ImportError, ...)
-    "tests_timeout",  # ran past the time limit or was killed for a resource limit
+    "tests_timeout",  # ran past the time limit
+    "tests_killed",  # killed for a resource limit (memory, output, file size)
     "tests_pass_on_stub",  # the tests pass even when the function does nothing
+    "sandbox_error",  # the harness produced no verdict: recorded as such, never blamed on the code
 )
 TEXTBOOK_REASONS = PARSE_REASONS + ("code_error", "code_timeout")
 
@@ -30,8 +32,12 @@ def _llm_failure(doc: Document) -> str | None:
     return str(err) if err else None
 
 
-def _status_reason(status: str) -> str:
-    return {"failed": "tests_fail", "error": "tests_error"}.get(status, "tests_timeout")
+def _status_reason(result) -> str:
+    if result.error_type == "NoResult":  # the harness produced no verdict: say so, never blame the code
+        return "sandbox_error"
+    return {"failed": "tests_fail", "error": "tests_error", "killed": "tests_killed"}.get(
+        result.status, "tests_timeout"
+    )
 
 
 def tests_program(tests: str) -> str:
@@ -49,23 +55,6 @@ def tests_program(tests: str) -> str:
         and not n.args.posonlyargs
     ]
     return tests + "".join(f"\n{name}()" for name in names) + ("\n" if names else "")
-
-
-# error types that describe the harness, not the program: such a run says nothing about the code
-_HARNESS_ERRORS = frozenset({"NoResult"})
-
-
-def _map(sandbox, jobs: list[tuple[str, str]], workers: int, retries: int = 2) -> list:
-    """``sandbox.map`` that re-runs jobs whose run produced no verdict at all (a harness hiccup), so a
-    transient infrastructure failure never decides whether an exercise is kept."""
-    results = sandbox.map(jobs, workers=workers)
-    for _ in range(retries):
-        again = [i for i, r in enumerate(results) if r.status == "error" and r.error_type in _HARNESS_ERRORS]
-        if not again:
-            break
-        for i, r in zip(again, sandbox.map([jobs[i] for i in again], workers=workers), strict=True):
-            results[i] = r
-    return results
 
 
 class _SandboxMixin:
@@ -144,15 +133,15 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
                 parsed[i] = ex
         # phase 1: the solution against its tests
         order = list(parsed)
-        runs = _map(
-            self.sandbox, [(parsed[i].solution, tests_program(parsed[i].tests)) for i in order], self.workers
+        runs = self.sandbox.map(
+            [(parsed[i].solution, tests_program(parsed[i].tests)) for i in order], workers=self.workers
         )
         passing = []
         for i, res in zip(order, runs, strict=False):
             batch[i].metadata["test_status"] = res.status
             if res.status != "passed":
                 detail = f"{res.error_type or res.status}: {res.output_tail[-300:]}".strip()
-                results[i] = self._reject(batch[i], _status_reason(res.status), detail)
+                results[i] = self._reject(batch[i], _status_reason(res), detail)
             else:
                 passing.append(i)
         # phase 2: the same tests against a stub body (only for solutions that passed: less sandbox work)
@@ -161,7 +150,7 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
                 (stub_solution(parsed[i].solution, parsed[i].function_name), tests_program(parsed[i].tests))
                 for i in passing
             ]
-            stubs = _map(self.sandbox, jobs, self.workers)
+            stubs = self.sandbox.map(jobs, workers=self.workers)
             for i, res in zip(passing, stubs, strict=False):
                 batch[i].metadata["stub_status"] = res.status
                 if res.passed:
@@ -241,7 +230,7 @@ class TextbookFilter(_SandboxMixin, BaseFilter):
         if to_run:
             order = list(to_run)
             for i, res in zip(
-                order, _map(self.sandbox, [(to_run[i], "") for i in order], self.workers), strict=False
+                order, self.sandbox.map([(to_run[i], "") for i in order], workers=self.workers), strict=False
             ):
                 batch[i].metadata["exec_status"] = res.status
                 if res.status == "passed":
