@@ -322,6 +322,39 @@ def train_(
     console.print_json(json.dumps(train_from_file(config, overrides or []), default=str))
 
 
+@app.command("train-classifier")
+def train_classifier_(
+    input_dir: list[str] = typer.Argument(..., help="Labeled shard directories (rows with quality_label)."),
+    output: str = typer.Option(..., "--output", "-o", help="Where the classifier goes (model.joblib + .json)."),
+    kind: str = typer.Option("random_forest", help="random_forest | lightgbm | logistic"),
+    target_precision: float | None = typer.Option(None, help="Threshold: lowest score with this CV precision."),
+    keep_rate: float | None = typer.Option(None, help="Threshold: keep about this share of documents."),
+    folds: int = typer.Option(5, help="Stratified CV folds."),
+    embed_model: str | None = typer.Option(None, help="Embedding model (default: bundled offline MiniLM)."),
+    embed_kind: str = typer.Option("sentence", help="sentence | causal_lm"),
+    embed_max_tokens: int | None = typer.Option(None, help="Chunk length (as the embed step used)."),
+    embed_max_chunks: int | None = typer.Option(None, help="Chunks per document (as the embed step used)."),
+):
+    """Train the quality classifier on labeled shards; CV metrics go to the output and each manifest."""
+    from curate.classifier import train_quality_classifier
+
+    summary = train_quality_classifier(
+        input_dir if len(input_dir) > 1 else input_dir[0],
+        output,
+        embedder={
+            "model": embed_model,
+            "kind": embed_kind,
+            **({"max_tokens": embed_max_tokens} if embed_max_tokens else {}),
+            **({"max_chunks": embed_max_chunks} if embed_max_chunks else {}),
+        },
+        kind=kind,
+        target_precision=target_precision,
+        keep_rate=keep_rate,
+        folds=folds,
+    )
+    console.print_json(json.dumps(summary, default=str))
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     app()
 
