@@ -56,7 +56,8 @@ def model_id_for(model: str | os.PathLike | None) -> str:
     if model is None:
         return DEFAULT_EMBEDDER
     text = str(model).rstrip("/\\")
-    if os.path.isdir(text):
+    # a local path (absolute, relative or existing) is named by its last component; "org/name" is a hub id
+    if os.path.isabs(text) or text.startswith((".", "~")) or os.path.exists(text):
         text = os.path.basename(text)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("/", "__")) or "model"
 
