@@ -68,6 +68,12 @@ def test_quickstart_offline_and_loadable(quickstart):
     assert filtered["drop_reasons"] and all(n > 0 for n in filtered["drop_reasons"].values())
     assert manifest["drop_reasons"].get("exact_duplicate", 0) > 0
     assert manifest["recipe_hash"] and manifest["schema_version"] == 1
+    # the quality stages and the closing audit ran too, offline
+    quality = read_manifest(quickstart / "quality")
+    assert 0 < quality["rows"] < manifest["rows"] and quality["drop_reasons"].get("low_quality", 0) > 0
+    assert datasets.load_dataset(str(quickstart / "quality"), split="train").num_rows == quality["rows"]
+    split = json.loads((quickstart / "decontam" / "split.json").read_text())
+    assert split["benchmarks"]["humaneval"]["n_items"] == 164
 
 
 class PythonSourceReaderFiles:
@@ -80,7 +86,9 @@ class PythonSourceReaderFiles:
 
 def test_kill_and_rerun_equals_uninterrupted(quickstart, tmp_path):
     out = tmp_path / "killed"
-    args = [*TEXTBOOKS, "run", "quickstart", "--set", f"out={out}", "--set", "tasks=16"]
+    # the kill lands in the multi-task filter stage; the later (single-task, CPU-heavy) stages are left out
+    stages = ["--only", "filter", "--only", "dedup"]
+    args = [*TEXTBOOKS, "run", "quickstart", "--set", f"out={out}", "--set", "tasks=16", *stages]
     process = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True
     )
@@ -93,7 +101,7 @@ def test_kill_and_rerun_equals_uninterrupted(quickstart, tmp_path):
     process.wait()
     assert 0 < done_at_kill < 16, f"kill did not land midway ({done_at_kill}/16 tasks done)"
     assert not (out / "curated" / "manifest.json").exists()
-    run_cli("run", "quickstart", "--set", f"out={out}", "--set", "tasks=16", cwd=tmp_path)
+    run_cli("run", "quickstart", "--set", f"out={out}", "--set", "tasks=16", *stages, cwd=tmp_path)
     resumed = read_manifest(out / "filtered")
     assert resumed["resumed_tasks"] >= done_at_kill
     assert rows(out / "curated") == rows(quickstart / "curated")
