@@ -325,9 +325,13 @@ def train_(
 @app.command("train-classifier")
 def train_classifier_(
     input_dir: list[str] = typer.Argument(..., help="Labeled shard directories (rows with quality_label)."),
-    output: str = typer.Option(..., "--output", "-o", help="Where the classifier goes (model.joblib + .json)."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Where the classifier goes (model.joblib + .json)."
+    ),
     kind: str = typer.Option("random_forest", help="random_forest | lightgbm | logistic"),
-    target_precision: float | None = typer.Option(None, help="Threshold: lowest score with this CV precision."),
+    target_precision: float | None = typer.Option(
+        None, help="Threshold: lowest score with this CV precision."
+    ),
     keep_rate: float | None = typer.Option(None, help="Threshold: keep about this share of documents."),
     folds: int = typer.Option(5, help="Stratified CV folds."),
     embed_model: str | None = typer.Option(None, help="Embedding model (default: bundled offline MiniLM)."),
