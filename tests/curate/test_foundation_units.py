@@ -258,3 +258,44 @@ def test_html_to_markdown_keeps_code_blocks():
         "<p>Try <b>this</b>:</p><pre><code>for i in range(3):\n    print(i &lt; 2)\n</code></pre>"
     )
     assert "```\nfor i in range(3):\n    print(i < 2)\n```" in markdown and "**this**" in markdown
+
+
+def test_encoded_blob_scan_matches_the_plain_bigcode_regexes():
+    """The hex scan runs only inside candidate runs; it must find exactly what the plain regexes find,
+    including at run edges where a word character decides a word boundary."""
+    import random
+
+    from curate.filters import _BASE64, _HEX_BYTES, _UNICODE_ESCAPES, _encoded_blobs
+
+    def plain(text):
+        patterns = (_BASE64, _HEX_BYTES, _UNICODE_ESCAPES)
+        return sorted(m.end() - m.start() for p in patterns for m in p.finditer(text))
+
+    # runs of blob-like items (lengths straddle the 8-item and 64-character thresholds) glued by junk
+    items = [
+        "0xab, ",
+        "0x1F,",
+        "ab ",
+        "12\n",
+        "\\xab",
+        "\\u00e9",
+        "QUJD",
+        "Zm9v",
+        "0x",
+        ",",
+        " ",
+        "g",
+        "_",
+        "(",
+    ]
+    rng = random.Random(0)
+    texts = ["0x12 " * 7 + "0x34g", "g0x12 " + "0x12 " * 7, "0x12, " * 9, "\\xab" * 10]
+    for _ in range(5000):
+        texts.append("".join(rng.choice(items) * rng.randint(1, 20) for _ in range(rng.randint(0, 8))))
+    texts += [Path(sysconfig.get_paths()["stdlib"], name).read_text() for name in ("base64.py", "uuid.py")]
+    found = 0
+    for text in texts:
+        expected = plain(text)
+        assert sorted(_encoded_blobs(text)) == expected, repr(text)
+        found += bool(expected)
+    assert found > 500  # the generator does produce blobs
