@@ -299,3 +299,49 @@ def test_encoded_blob_scan_matches_the_plain_bigcode_regexes():
         assert sorted(_encoded_blobs(text)) == expected, repr(text)
         found += bool(expected)
     assert found > 500  # the generator does produce blobs
+
+
+def _ast_parse_verdict(text):
+    """The reference: what a filter calling ast.parse directly would say."""
+    import ast
+
+    try:
+        ast.parse(text)
+    except RecursionError:
+        return False, "too_deeply_nested"
+    except MemoryError:
+        return False, "too_complex"
+    except SyntaxError as error:
+        nested = "too many nested" in str(error) or "too complex" in str(error)
+        return False, "too_deeply_nested" if nested else "syntax_error"
+    except ValueError:
+        return False, "invalid_source"
+    return True
+
+
+def test_syntax_filter_ast_check_agrees_with_ast_parse():
+    """The default check takes a symtable fast path; its verdicts must be ast.parse's, including at the
+    nesting limits (where symtable is a little stricter) and on scoping errors only symtable sees."""
+    import warnings
+
+    deep = {
+        "binop": lambda n: "x = " + "+".join(["a"] * n),
+        "attr": lambda n: "x = a" + ".b" * n,
+        "call": lambda n: "x = a" + "()" * n,
+        "not": lambda n: "x = " + "not " * n + "a",
+        "lambda": lambda n: "x = " + "lambda: " * n + "1",
+    }
+    texts = [make(n) for make in deep.values() for n in (2975, 2981, 2983, 2984, 2985, 2986, 2987, 3000)]
+    texts += ["nonlocal x\n", "def f(a):\n    global a\n", "x = 1\0", "def f(:\n", "return 1\n", "await x\n"]
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    texts += [p.read_text(errors="replace") for p in sorted(stdlib.glob("*.py"))[:150]]
+    texts += [
+        p.read_text(errors="replace") for p in sorted((stdlib / "lib2to3" / "tests" / "data").glob("*.py"))
+    ]
+    fast, strict = PythonSyntaxFilter(), PythonSyntaxFilter(check="symtable")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text in texts:
+            assert fast.filter(doc(text)) == _ast_parse_verdict(text), text[:80]
+    assert fast.filter(doc("nonlocal x\n")) is True
+    assert strict.filter(doc("nonlocal x\n")) == (False, "syntax_error")
