@@ -103,7 +103,9 @@ class JobStage(_Strict):
 
 
 def _stage_kind(value: Any) -> str:
-    return "job" if isinstance(value, dict) and "job" in value else "pipeline"
+    # a dict when validating YAML, a model instance when serializing (model_dump for the recipe hash)
+    is_job = isinstance(value, JobStage) or (isinstance(value, dict) and "job" in value)
+    return "job" if is_job else "pipeline"
 
 
 Stage = Annotated[
