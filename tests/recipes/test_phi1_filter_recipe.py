@@ -84,7 +84,9 @@ def test_phi1_filter_recipe_end_to_end(tmp_path, openai_server, monkeypatch):
         "endpoint": server.base_url,
         "executor": "local",
         "tasks": 2,
-        "workers": 2,
+        # in-process tasks: the key is set here, after an earlier test may have started datatrove's
+        # forkserver, whose workers would see the environment of that moment instead
+        "workers": 1,
         "label_rate": 1.0,
         "embed_model": None,  # the bundled MiniLM: offline
         "embed_kind": "sentence",
