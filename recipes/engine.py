@@ -98,13 +98,37 @@ def _stage_by_name(recipe: Recipe, name: str) -> PipelineStage:
     return next(s for s in recipe.stages if s.name == name)
 
 
-def _stage_fingerprint(stage: PipelineStage, recipe: Recipe) -> str:
-    """Changes when anything that determines the stage's output changes (not the executor's size)."""
-    payload = stage.model_dump(by_alias=True, exclude={"executor"})
-    payload["tasks"] = stage.executor.tasks  # the number of tasks decides shard names
-    if stage.input.from_:
-        payload["upstream"] = _stage_fingerprint(_stage_by_name(recipe, stage.input.from_), recipe)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+def _stage_fingerprint(stage: PipelineStage | JobStage, recipe: Recipe) -> str:
+    """Changes when anything that determines the stage's output changes (not the executor's size).
+
+    A pipeline stage depends on its ``from:`` stage and on every job stage before it: jobs hand their
+    results over by path (the quality stage reads the classifier the ``train`` job wrote), so a changed
+    job must make later stages rerun rather than leave their old shards in place. A job stage depends on
+    every stage before it.
+    """
+    return _fingerprints(recipe)[stage.name]
+
+
+def _fingerprints(recipe: Recipe) -> dict[str, str]:
+    """Every stage's fingerprint, computed in recipe order (each from those of earlier stages)."""
+
+    done: dict[str, str] = {}
+    for stage in recipe.stages:
+        if isinstance(stage, JobStage):
+            payload = stage.model_dump(by_alias=True)
+            payload["before"] = list(done.values())
+        else:
+            payload = stage.model_dump(by_alias=True, exclude={"executor"})
+            payload["tasks"] = stage.executor.tasks  # the number of tasks decides shard names
+            if stage.input.from_:
+                payload["upstream"] = done[stage.input.from_]
+            jobs = [done[s.name] for s in recipe.stages if isinstance(s, JobStage) and s.name in done]
+            if jobs:  # (absent otherwise, so recipes without jobs keep their fingerprints)
+                payload["jobs_before"] = jobs
+        done[stage.name] = hashlib.sha256(
+            json.dumps(payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
+    return done
 
 
 def _clear_stage_output(out: Path) -> None:
