@@ -55,7 +55,7 @@ def _summary_table(result) -> Table:
         if stage.manifest is None:
             table.add_row(
                 stage.name,
-                "(job)",
+                "(job, done earlier)" if stage.skipped_tasks else "(job)",
                 "",
                 "",
                 "",

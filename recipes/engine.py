@@ -239,8 +239,32 @@ def run_stage(
     return StageResult(stage.name, "pipeline", str(out), wall, manifest=manifest, skipped_tasks=skipped)
 
 
-def run_job(stage: JobStage, dry_run: bool = False) -> StageResult:
-    """Run one job stage; in a dry run, only jobs that take a ``dry_run`` argument run (with it set)."""
+def _job_stamp(stage: JobStage) -> Path | None:
+    """Where a finished job records its fingerprint and summary: under the ``output_dir`` (or beside the
+    ``output_path``) it was given. A job with neither has nowhere to record it and always runs."""
+    from curate.shards import LOGS_DIR
+
+    if stage.with_.get("output_dir"):
+        return Path(stage.with_["output_dir"]) / LOGS_DIR / f"job-{stage.name}.json"
+    if stage.with_.get("output_path"):
+        return Path(stage.with_["output_path"]).parent / LOGS_DIR / f"job-{stage.name}.json"
+    return None
+
+
+def _job_output_exists(stage: JobStage) -> bool:
+    target = stage.with_.get("output_dir") or stage.with_.get("output_path")
+    return bool(target) and Path(target).exists()
+
+
+def run_job(
+    stage: JobStage, recipe: Recipe | None = None, fresh: bool = False, dry_run: bool = False
+) -> StageResult:
+    """Run one job stage; in a dry run, only jobs that take a ``dry_run`` argument run (with it set).
+
+    A job that finished before with the same fingerprint (its arguments and every earlier stage) and whose
+    output is still there is not run again: its recorded summary is returned, with ``skipped_tasks=1``.
+    ``fresh`` runs it regardless.
+    """
     import inspect
 
     started = time.perf_counter()
@@ -250,14 +274,26 @@ def run_job(stage: JobStage, dry_run: bool = False) -> StageResult:
         if "dry_run" not in inspect.signature(function).parameters:
             return StageResult(stage.name, "job", None, 0.0, summary={"skipped": "dry run"})
         kwargs["dry_run"] = True
+    stamp = _job_stamp(stage) if recipe is not None and not dry_run else None
+    fingerprint = _stage_fingerprint(stage, recipe) if stamp else None
+    if stamp and not fresh and stamp.is_file() and _job_output_exists(stage):
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("fingerprint") == fingerprint:
+            return StageResult(stage.name, "job", None, 0.0, summary=recorded["summary"], skipped_tasks=1)
+    if stamp:
+        stamp.unlink(missing_ok=True)  # a rerun that dies midway must not look finished
     summary = function(**kwargs)
-    return StageResult(
-        stage.name,
-        "job",
-        None,
-        time.perf_counter() - started,
-        summary=summary if isinstance(summary, dict) else {"result": summary},
-    )
+    summary = summary if isinstance(summary, dict) else {"result": summary}
+    if stamp:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        record = {"fingerprint": fingerprint, "stage": stage.name, "summary": summary}
+        tmp = stamp.with_name(stamp.name + ".tmp")
+        tmp.write_text(json.dumps(record, sort_keys=True, default=str))
+        tmp.replace(stamp)
+        summary = json.loads(tmp.with_name(stamp.name).read_text())[
+            "summary"
+        ]  # as a skipped rerun returns it
+    return StageResult(stage.name, "job", None, time.perf_counter() - started, summary=summary)
 
 
 def _paid_steps(pipeline: list) -> list:
@@ -327,7 +363,7 @@ def run_recipe(
                 StageResult(stage.name, "skipped", summary={"skipped": "after a dry-run estimate"})
             )
         elif isinstance(stage, JobStage):
-            result.stages.append(run_job(stage, dry_run=dry_run))
+            result.stages.append(run_job(stage, recipe, fresh=fresh, dry_run=dry_run))
         elif dry_run and _paid_steps(build_pipeline(stage, recipe)):
             result.stages.append(estimate_stage(stage, recipe))
             estimated = True

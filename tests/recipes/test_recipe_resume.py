@@ -1,5 +1,6 @@
 """Which stages a rerun of a finished recipe resumes and which it redoes."""
 
+import shutil
 import sysconfig
 from pathlib import Path
 
@@ -8,8 +9,8 @@ from recipes.engine import run_recipe
 JSON_PKG = Path(sysconfig.get_paths()["stdlib"]) / "json"
 
 
-def recipe(tmp_path: Path, job_source: Path, max_bytes: int = 100_000) -> dict:
-    """read -> a job that writes a file by path -> a stage downstream of `read` (not of the job)."""
+def recipe(tmp_path: Path, vocab_size: int, max_bytes: int = 100_000) -> dict:
+    """read -> a job writing to an output_dir -> a stage downstream of `read` (not of the job)."""
     return {
         "name": "resume",
         "stages": [
@@ -21,8 +22,12 @@ def recipe(tmp_path: Path, job_source: Path, max_bytes: int = 100_000) -> dict:
             },
             {
                 "name": "job",
-                "job": "shutil:copyfile",
-                "with": {"src": str(job_source), "dst": str(tmp_path / "f")},
+                "job": "train_tokenizer",
+                "with": {
+                    "shards": str(tmp_path / "read"),
+                    "output_dir": str(tmp_path / "tok"),
+                    "vocab_size": vocab_size,
+                },
             },
             {
                 "name": "after",
@@ -36,21 +41,29 @@ def recipe(tmp_path: Path, job_source: Path, max_bytes: int = 100_000) -> dict:
 
 
 def test_rerun_resumes_unchanged_stages_and_redoes_what_a_changed_job_feeds(tmp_path):
-    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
-    first.write_text("a")
-    second.write_text("b")
-    run_recipe(recipe(tmp_path, first))
+    first = run_recipe(recipe(tmp_path, 400))
+    assert first.stage("job").skipped_tasks == 0
+    vocab = tmp_path / "tok" / "tokenizer.json"
+    written = vocab.stat().st_mtime_ns
 
-    same = run_recipe(recipe(tmp_path, first))
+    # nothing changed: every stage is resumed, the finished job is not run again
+    same = run_recipe(recipe(tmp_path, 400))
     assert same.stage("read").skipped_tasks == 2 and same.stage("after").skipped_tasks == 2
+    assert same.stage("job").skipped_tasks == 1 and vocab.stat().st_mtime_ns == written
+    assert same.stage("job").summary["vocab_size"] == first.stage("job").summary["vocab_size"]
+    assert run_recipe(recipe(tmp_path, 400), fresh=True).stage("job").skipped_tasks == 0
 
-    # a changed job: the stage after it reruns (it may read what the job wrote), the one before does not
-    changed = run_recipe(recipe(tmp_path, second))
+    # a changed job: it reruns, and so does the stage after it (it may read what the job wrote), not the one before
+    changed = run_recipe(recipe(tmp_path, 420))
     assert changed.stage("read").skipped_tasks == 2
-    assert changed.stage("after").skipped_tasks == 0
-    assert (tmp_path / "f").read_text() == "b"
+    assert changed.stage("job").skipped_tasks == 0 and changed.stage("after").skipped_tasks == 0
 
     # a changed upstream stage definition reruns everything downstream of it
-    downstream = run_recipe(recipe(tmp_path, second, max_bytes=5_000))
+    downstream = run_recipe(recipe(tmp_path, 420, max_bytes=5_000))
     assert downstream.stage("read").skipped_tasks == 2 and downstream.stage("after").skipped_tasks == 0
     assert downstream.stage("after").manifest["drop_reasons"].get("too_large", 0) > 0
+
+    # the job's output removed by hand: it runs again
+    shutil.rmtree(tmp_path / "tok")
+    assert run_recipe(recipe(tmp_path, 420, max_bytes=5_000)).stage("job").skipped_tasks == 0
+    assert vocab.is_file()
