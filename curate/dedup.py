@@ -31,7 +31,8 @@ class ExactDedupFilter(BaseFilter):
     row's ``duplicate_of`` names the kept id). The first occurrence in the stream is kept.
 
     It sees its own task's documents: run it in a one-task stage (as ``quickstart`` does) for a global
-    dedup; the input order is deterministic, so the kept copy is too.
+    dedup; the input order is deterministic, so the kept copy is too. After ``PythonSourceReader`` it is
+    the first copy in sorted path order, whatever the number of tasks that read the files.
 
     Example:
         >>> f = ExactDedupFilter()

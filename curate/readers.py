@@ -141,7 +141,9 @@ class PythonSourceReader(BaseReader, _RecordsUnreadable):
 
     Ids are stable (hash of repo + relative path). Metadata: ``source``, ``repo`` (the tree's name, or
     the top-level package for site-packages), ``path`` (relative), ``size_bytes``, ``license`` (hint).
-    Files are listed in sorted order and split across tasks as ``files[rank::world_size]``.
+    Files are listed in sorted order and split across tasks in contiguous blocks, so that the tasks'
+    shards, read back in name order, hold the files in the same order whatever the number of tasks
+    (and a one-task exact dedup downstream keeps the same copy of each duplicate).
 
     Args:
         paths: directories (or single files) to read.
@@ -278,7 +280,8 @@ class PythonSourceReader(BaseReader, _RecordsUnreadable):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
-        files = self.list_files()[rank::world_size]
+        listed = self.list_files()
+        files = listed[len(listed) * rank // world_size : len(listed) * (rank + 1) // world_size]
         licenses = _site_packages_licenses() if self.preset == "site-packages" else {}
         root_licenses: dict[str, str | None] = {}
         count = 0

@@ -32,6 +32,8 @@ from curate.readers import (
 from curate.schema import SHARD_SCHEMA, document_to_row, row_to_metadata
 from curate.shards import ShardReader, ShardWriter
 
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
 
 def doc(text, **metadata):
     return Document(text=text, id="x", metadata=metadata)
@@ -141,10 +143,46 @@ def test_python_source_reader_stable_ids_globs_and_git(tmp_path):
     assert [d.metadata["path"] for d in docs] == ["pkg/a.py"]  # git-ignored and excluded files are skipped
     assert docs[0].metadata["license"] == "MIT" and docs[0].metadata["repo"] == "proj"
     assert [d.id for d in PythonSourceReader(str(repo), exclude=["*/tests/*"]).run()] == [docs[0].id]
-    # tasks split the sorted file list with no overlap
-    all_files = list(PythonSourceReader.preset("stdlib").list_files())
-    shards = [list(PythonSourceReader.preset("stdlib").list_files()[r::3]) for r in range(3)]
-    assert sorted(sum(shards, [])) == sorted(all_files)
+
+
+def test_tasks_split_files_in_contiguous_blocks_and_dedup_keeps_the_same_copy(tmp_path):
+    """Ranks read back in order give the one-task order for any task count, so which duplicate a one-task
+    exact dedup keeps does not depend on how many tasks read the files."""
+    from recipes.engine import run_recipe
+
+    reader = PythonSourceReader([str(STDLIB / "json"), str(STDLIB / "email")])
+    single = [d.id for d in reader.run()]
+    for tasks in (2, 3, 7):
+        ranks = [[d.id for d in reader.run(rank=r, world_size=tasks)] for r in range(tasks)]
+        assert sum(ranks, []) == single and all(ranks)
+
+    tree = tmp_path / "tree"
+    for i, name in enumerate(["base64.py", "bisect.py", "colorsys.py", "fnmatch.py", "glob.py", "heapq.py"]):
+        text = (STDLIB / name).read_text()
+        for copy in ("a", "m", "z")[: 1 + i % 3]:  # 0-2 copies of each, spread over the sorted order
+            (tree / copy).mkdir(parents=True, exist_ok=True)
+            (tree / copy / name).write_text(text)
+    kept = {}
+    for tasks in (1, 3, 5):
+        out = tmp_path / f"out{tasks}"
+        stages = [
+            {
+                "name": "read",
+                "input": {"uses": "python_source", "with": {"paths": [str(tree)]}},
+                "output": str(out / "read"),
+                "executor": {"tasks": tasks, "workers": 1},
+            },
+            {
+                "name": "dedup",
+                "input": {"from": "read"},
+                "steps": [{"uses": "exact_dedup"}],
+                "output": str(out / "dedup"),
+            },
+        ]
+        run_recipe({"name": "dedup-order", "stages": stages})
+        kept[tasks] = sorted(d.metadata["path"] for d in ShardReader(str(out / "dedup" / "data")).run())
+    assert kept[1] == kept[3] == kept[5] and len(kept[1]) == 6
+    assert all(path.startswith("a/") for path in kept[1])  # the first copy in path order
 
 
 def test_site_packages_preset_has_licence_hints():
