@@ -205,8 +205,12 @@ schema version {manifest.get("schema_version")}, recipe hash `{manifest.get("rec
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("{root.as_posix()}", split="train")
+ds = load_dataset("{root.as_posix()}", split="train", download_mode="force_redownload")
 ```
+
+(`datasets` caches a local directory under its name alone, not its contents: without
+`force_redownload` a rerun's new shards, or another directory of the same name, can be answered from
+the old cache. `load_dataset("parquet", data_files="{root.as_posix()}/data/*.parquet")` has no such issue.)
 
 ## Columns
 

@@ -71,7 +71,15 @@ def test_quickstart_offline_and_loadable(quickstart):
     # the quality stages and the closing audit ran too, offline
     quality = read_manifest(quickstart / "quality")
     assert 0 < quality["rows"] < manifest["rows"] and quality["drop_reasons"].get("low_quality", 0) > 0
-    assert datasets.load_dataset(str(quickstart / "quality"), split="train").num_rows == quality["rows"]
+    # the card's configs make load_dataset(DIR) work; datasets caches a local directory by its name only,
+    # so an earlier run's "quality" would answer from the cache without force_redownload
+    loaded = datasets.load_dataset(
+        str(quickstart / "quality"),
+        split="train",
+        download_mode="force_redownload",
+        cache_dir=str(quickstart / ".hf-cache"),
+    )
+    assert loaded.num_rows == quality["rows"]
     split = json.loads((quickstart / "decontam" / "split.json").read_text())
     assert split["benchmarks"]["humaneval"]["n_items"] == 164
 
