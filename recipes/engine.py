@@ -111,8 +111,8 @@ def _stage_fingerprint(stage: PipelineStage | JobStage, recipe: Recipe) -> str:
 
 def _fingerprints(recipe: Recipe) -> dict[str, str]:
     """Every stage's fingerprint, computed in recipe order (each from those of earlier stages)."""
-
     done: dict[str, str] = {}
+    jobs: list[str] = []  # fingerprints of the job stages seen so far
     for stage in recipe.stages:
         if isinstance(stage, JobStage):
             payload = stage.model_dump(by_alias=True)
@@ -122,12 +122,13 @@ def _fingerprints(recipe: Recipe) -> dict[str, str]:
             payload["tasks"] = stage.executor.tasks  # the number of tasks decides shard names
             if stage.input.from_:
                 payload["upstream"] = done[stage.input.from_]
-            jobs = [done[s.name] for s in recipe.stages if isinstance(s, JobStage) and s.name in done]
             if jobs:  # (absent otherwise, so recipes without jobs keep their fingerprints)
-                payload["jobs_before"] = jobs
+                payload["jobs_before"] = list(jobs)
         done[stage.name] = hashlib.sha256(
             json.dumps(payload, sort_keys=True, default=str).encode()
         ).hexdigest()
+        if isinstance(stage, JobStage):
+            jobs.append(done[stage.name])
     return done
 
 
@@ -251,6 +252,15 @@ def _job_stamp(stage: JobStage) -> Path | None:
     return None
 
 
+def _read_stamp(stamp: Path) -> dict:
+    """A job's completion record; a missing or damaged one (a crash mid-write, an edit) means: run it."""
+    try:
+        record = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _job_output_exists(stage: JobStage) -> bool:
     target = stage.with_.get("output_dir") or stage.with_.get("output_path")
     return bool(target) and Path(target).exists()
@@ -276,9 +286,9 @@ def run_job(
         kwargs["dry_run"] = True
     stamp = _job_stamp(stage) if recipe is not None and not dry_run else None
     fingerprint = _stage_fingerprint(stage, recipe) if stamp else None
-    if stamp and not fresh and stamp.is_file() and _job_output_exists(stage):
-        recorded = json.loads(stamp.read_text())
-        if recorded.get("fingerprint") == fingerprint:
+    if stamp and not fresh and _job_output_exists(stage):
+        recorded = _read_stamp(stamp)
+        if recorded.get("fingerprint") == fingerprint and "summary" in recorded:
             return StageResult(stage.name, "job", None, 0.0, summary=recorded["summary"], skipped_tasks=1)
     if stamp:
         stamp.unlink(missing_ok=True)  # a rerun that dies midway must not look finished
@@ -286,13 +296,11 @@ def run_job(
     summary = summary if isinstance(summary, dict) else {"result": summary}
     if stamp:
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        record = {"fingerprint": fingerprint, "stage": stage.name, "summary": summary}
+        text = json.dumps({"fingerprint": fingerprint, "stage": stage.name, "summary": summary}, default=str)
         tmp = stamp.with_name(stamp.name + ".tmp")
-        tmp.write_text(json.dumps(record, sort_keys=True, default=str))
+        tmp.write_text(text)
         tmp.replace(stamp)
-        summary = json.loads(tmp.with_name(stamp.name).read_text())[
-            "summary"
-        ]  # as a skipped rerun returns it
+        summary = json.loads(text)["summary"]  # the same (JSON) form a skipped rerun returns
     return StageResult(stage.name, "job", None, time.perf_counter() - started, summary=summary)
 
 

@@ -53,6 +53,11 @@ def test_rerun_resumes_unchanged_stages_and_redoes_what_a_changed_job_feeds(tmp_
     assert same.stage("job").summary["vocab_size"] == first.stage("job").summary["vocab_size"]
     assert run_recipe(recipe(tmp_path, 400), fresh=True).stage("job").skipped_tasks == 0
 
+    # a damaged completion record (a crash mid-write, a hand edit) means "run it", never a crash
+    (tmp_path / "tok" / ".logs" / "job-job.json").write_text('{"fingerprint": "trunc')
+    assert run_recipe(recipe(tmp_path, 400)).stage("job").skipped_tasks == 0
+    assert run_recipe(recipe(tmp_path, 400)).stage("job").skipped_tasks == 1
+
     # a changed job: it reruns, and so does the stage after it (it may read what the job wrote), not the one before
     changed = run_recipe(recipe(tmp_path, 420))
     assert changed.stage("read").skipped_tasks == 2
