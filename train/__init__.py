@@ -18,7 +18,7 @@ _EXPORTS: dict[str, str] = {
     "TokenFileError": "train.prepare",
     "phi_config": "train.presets",
     "PRESETS": "train.presets",
-    "TrainConfig": "train.trainer",
+    "TrainConfig": "train.config",
     "train": "train.trainer",
     "export_model": "train.export",
 }

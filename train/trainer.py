@@ -1,8 +1,11 @@
 """The trainer: one nanoGPT-style loop on Accelerate. Config, model, data, the loop, checkpointing.
 
-Read top to bottom: :class:`TrainConfig` (every knob, pydantic, so a bad YAML key is named), the pure
-functions the loop is made of (:func:`grad_accum_steps`, :func:`lr_at`, :func:`sample_indices`,
-:class:`WindowSampler`, :func:`flops_per_token`), then :func:`train`.
+Read top to bottom: the pure functions the loop is made of (:func:`grad_accum_steps`, :func:`lr_at`,
+:func:`sample_indices`, :class:`WindowSampler`, :func:`flops_per_token`, :func:`peak_flops`), the checks
+made before step one, :func:`token_loss` (the one loss, used by training and validation), then the loop
+itself: :func:`setup`, :func:`resume`, :func:`get_lr`, :func:`micro_batches`, :func:`train_step`,
+:func:`estimate_loss`, :func:`save` and :func:`train`. The config object is
+:class:`train.config.TrainConfig` (importable from here too).
 
 Data position is arithmetic. The training region of the token file is cut into
 ``n = (n_tokens - 1) // seq_len`` fixed windows. Optimizer step ``s`` consumes global samples
@@ -13,8 +16,9 @@ restores the step (with model, optimizer, grad scaler and RNG states from ``acce
 and the data follows, and the global batch does not depend on the world size or micro batch.
 
 The loss is the token mean over the whole global batch (``sum of token losses / number of target
-tokens``, the count all-reduced before the backward), so it is the same for any world size, micro batch
-or solution-only mask.
+tokens``), so it is the same for any world size, micro batch or solution-only mask: each micro batch's
+loss sum is divided by the mean target count of a micro batch, and Accelerate's ``accumulate`` (mean
+over micro batches) and DDP (mean over ranks) do the rest.
 
 MFU (model FLOPs utilisation), PaLM appendix B::
 
@@ -23,8 +27,10 @@ MFU (model FLOPs utilisation), PaLM appendix B::
 
 with ``N`` the parameters that do matmuls (all but the input embedding table; the untied ``lm_head``
 counts), ``L`` layers, ``d`` hidden size, ``T`` sequence length (the attention score and value matmuls).
-``peak_flops`` is the device's dense bf16/fp16 peak (H100 SXM 989 TFLOP/s, A100 312); set it in the
-config for other devices. It is not reported on CPU unless configured.
+``peak_flops`` is the device's dense peak for the precision trained in, looked up by the exact CUDA
+device name in :data:`GPU_PEAK_TFLOPS` (H100 SXM bf16 989.4 TFLOP/s, A100 312); set it in the config
+for other devices. It is not reported on CPU unless configured. Tokens/s is total tokens over total
+step time (the first step, with its allocations and compilation, left out).
 
 Run it:
     single process:  ``train(TrainConfig(...))`` or the recipe job ``train``;
@@ -41,89 +47,53 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
 METRICS_NAME = "metrics.jsonl"
 STATE_NAME = "trainer_state.json"
 
-# dense bf16/fp16 tensor-core peak, FLOP/s per device (vendor datasheets)
-PEAK_FLOPS = {
-    "H200": 989.4e12,
-    "H100": 989.4e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 125e12,
-    "L4": 121e12,
+# Dense (no sparsity) peak TFLOP/s per device, from the vendor datasheets, keyed by the exact name
+# torch.cuda.get_device_name() reports. "bf16" is the bf16/fp16 tensor-core peak, "tf32" the TF32
+# tensor-core peak (fp32 matmuls with torch.backends.cuda.matmul.allow_tf32), "fp32" plain FP32.
+# Exact names only: "NVIDIA L40" is not an L4, an H100 PCIe is not an SXM part. A MIG slice or an
+# unlisted device gets no MFU; set TrainConfig.peak_flops for it.
+GPU_PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "NVIDIA H100 80GB HBM3": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},  # H100 SXM5
+    "NVIDIA H100 PCIe": {"bf16": 756.5, "tf32": 378.0, "fp32": 51.2},
+    "NVIDIA H100 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+    "NVIDIA H200": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},  # H200 SXM
+    "NVIDIA H200 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+    "NVIDIA GH200 480GB": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},
+    "NVIDIA A100-SXM4-40GB": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "NVIDIA A100-SXM4-80GB": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "NVIDIA A100-PCIE-40GB": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "NVIDIA A100 80GB PCIe": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "NVIDIA L40S": {"bf16": 362.05, "tf32": 183.0, "fp32": 91.6},
+    "NVIDIA L40": {"bf16": 181.05, "tf32": 90.5, "fp32": 90.5},
+    "NVIDIA L4": {"bf16": 121.0, "tf32": 60.0, "fp32": 30.3},
+    "NVIDIA A10": {"bf16": 125.0, "tf32": 62.5, "fp32": 31.2},
 }
 
 
-class TrainConfig(BaseModel):
-    """Everything the trainer reads. Defaults are the paper's phi-1 pretraining values.
+def __getattr__(name: str):
+    # TrainConfig lives in train.config (pydantic); importing this module does not need pydantic
+    if name == "TrainConfig":
+        from train.config import TrainConfig
 
-    Example:
-        >>> TrainConfig(tokens="out/tokens", output_dir="out/run").global_batch_size
-        1024
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    # data
-    tokens: str = Field(description="token directory written by prepare_tokens")
-    tokenizer: str | None = Field(None, description="tokenizer dir/hub name; checked against the token file")
-    seq_len: int = Field(2048, gt=0)
-    val_tokens: int = Field(0, ge=0, description="tokens held out from the end of the file for validation")
-    solution_only_loss: bool = Field(False, description="loss only where loss_mask.bin is 1 (fine-tuning)")
-    verify_tokens: bool = Field(True, description="checksum the token file before training")
-    # model
-    preset: str = "phi-1"
-    init_from: str | None = Field(None, description="HF model dir (or a run dir with final/) to start from")
-    vocab_size: int | None = Field(None, description="embedding rows; default: the preset's")
-    dropout: float | None = Field(None, ge=0, lt=1, description="override the preset's 0.1 dropouts")
-    attn_implementation: str = "auto"
-    compile: bool = False
-    # optimisation
-    global_batch_size: int = Field(1024, gt=0, description="sequences per optimizer step, all devices")
-    micro_batch_size: int = Field(8, gt=0, description="sequences per forward pass per device")
-    max_steps: int = Field(36_000, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    min_lr: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(750, ge=0)
-    decay: Literal["linear", "cosine", "constant"] = "linear"
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-7
-    grad_clip: float | None = 1.0
-    mixed_precision: Literal["bf16", "fp16", "no"] = "bf16"
-    seed: int = 1234
-    cpu: bool = Field(False, description="force CPU even when a GPU is present")
-    # bookkeeping
-    output_dir: str
-    save_every: int = Field(1000, gt=0)
-    keep_last: int = Field(3, gt=0)
-    eval_every: int = Field(1000, gt=0)
-    eval_windows: int = Field(64, ge=0, description="held-out windows per validation")
-    log_every: int = Field(10, gt=0)
-    resume: bool = Field(True, description="continue from the newest checkpoint in output_dir")
-    peak_flops: float | None = Field(None, description="peak FLOP/s per device for MFU (auto on known GPUs)")
-    tensorboard: bool = True
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.min_lr > self.lr:
-            raise ValueError(f"min_lr {self.min_lr} > lr {self.lr}")
-        return self
+        return TrainConfig
+    raise AttributeError(f"module 'train.trainer' has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- pure functions of the step
@@ -152,8 +122,8 @@ def lr_at(
     ``warmup_steps``, then ``linear``/``cosine`` decay to ``min_lr`` at ``max_steps`` (or ``constant``).
 
     Example:
-        >>> lr_at(0, lr=1e-3, warmup_steps=750, max_steps=36000)
-        1.3333333333333333e-06
+        >>> round(lr_at(0, lr=1e-3, warmup_steps=750, max_steps=36000), 12)
+        1.333e-06
         >>> lr_at(749, lr=1e-3, warmup_steps=750, max_steps=36000)
         0.001
     """
@@ -213,20 +183,67 @@ class WindowSampler:
 
 
 def flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int) -> int:
-    """Training FLOPs per token, ``6N + 12 L d T`` (see the module docstring)."""
+    """Training FLOPs per token, ``6N + 12 L d T`` (see the module docstring).
+
+    Example:
+        >>> flops_per_token(1_000_000, 2, 64, 128)
+        6196608
+    """
     return 6 * n_params + 12 * n_layers * hidden * seq_len
 
 
-def peak_flops(device, configured: float | None = None) -> float | None:
-    """Peak FLOP/s of one device: the configured value, else a known GPU's bf16 peak, else None."""
+def matmul_precision(mixed_precision: str) -> str:
+    """The precision matmuls run in: ``bf16`` (fp16 has the same peak) or, without mixed precision,
+    ``tf32`` when PyTorch allows TF32 matmuls, else ``fp32``.
+
+    Example:
+        >>> matmul_precision("fp16")
+        'bf16'
+    """
+    if mixed_precision in ("bf16", "fp16"):
+        return "bf16"
+    import torch
+
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+
+
+def device_peak_flops(device_name: str, precision: str = "bf16") -> float | None:
+    """Dense peak FLOP/s of a GPU by its exact CUDA name, or None when the name is not in the table.
+
+    Example:
+        >>> device_peak_flops("NVIDIA H100 PCIe") / 1e12
+        756.5
+        >>> device_peak_flops("NVIDIA H100 80GB HBM3", "fp32") / 1e12
+        66.9
+        >>> device_peak_flops("NVIDIA L40") == device_peak_flops("NVIDIA L4")
+        False
+        >>> device_peak_flops("NVIDIA H100 80GB HBM3 MIG 1g.10gb") is None
+        True
+    """
+    row = GPU_PEAK_TFLOPS.get(device_name.strip())
+    return row[precision] * 1e12 if row else None
+
+
+def peak_flops(device, configured: float | None = None, precision: str = "bf16") -> float | None:
+    """Peak FLOP/s of one device: the configured value, else the table's for a known GPU, else None."""
     if configured:
         return configured
     if getattr(device, "type", "cpu") != "cuda":
         return None
     import torch
 
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+    return device_peak_flops(torch.cuda.get_device_name(device), precision)
+
+
+def tokens_per_second(tokens: int, seconds: float) -> float | None:
+    """Throughput as total tokens over total time (not a mean of per-step rates, which overweights
+    fast steps).
+
+    Example:
+        >>> tokens_per_second(3000, 2.0)
+        1500.0
+    """
+    return tokens / seconds if seconds > 0 else None
 
 
 def split_train_val(offsets: np.ndarray, val_tokens: int) -> int:
@@ -261,31 +278,102 @@ class TokenWindows:
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
 
 
+# ---------------------------------------------------------------- checks before step one
+
+
+def model_context(cfg) -> int:
+    """The context the model is built with: the explicit ``max_position_embeddings``, else the preset's."""
+    from train.presets import PRESETS
+
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"unknown model preset {cfg.preset!r}; choose one of {sorted(PRESETS)}")
+    return cfg.max_position_embeddings or PRESETS[cfg.preset]["max_position_embeddings"]
+
+
+def check_seq_len(seq_len: int, context: int, where: str) -> None:
+    """``seq_len`` must fit the model's context; a longer context is only built when asked for.
+
+    Example:
+        >>> check_seq_len(4096, 2048, "preset 'phi-1'")
+        Traceback (most recent call last):
+        ...
+        ValueError: seq_len 4096 exceeds the context of preset 'phi-1' (max_position_embeddings 2048); lower seq_len, or set max_position_embeddings: 4096 to train a longer context
+    """
+    if seq_len > context:
+        raise ValueError(
+            f"seq_len {seq_len} exceeds the context of {where} (max_position_embeddings {context}); "
+            f"lower seq_len, or set max_position_embeddings: {seq_len} to train a longer context"
+        )
+
+
+def check_windows(n_windows: int, global_batch_size: int, seq_len: int) -> str | None:
+    """A warning when one optimizer step needs more windows than the training data has: every step
+    then repeats windows (several epochs per step), which is rarely what was meant.
+
+    Example:
+        >>> check_windows(100, 1024, 2048)[:45]
+        'only 100 training windows of 2048 tokens but '
+        >>> check_windows(5000, 1024, 2048) is None
+        True
+    """
+    if n_windows >= global_batch_size:
+        return None
+    message = (
+        f"only {n_windows} training windows of {seq_len} tokens but global_batch_size {global_batch_size}: "
+        f"every step repeats windows ({global_batch_size / n_windows:.1f} epochs per step); "
+        "lower global_batch_size or seq_len, or add data"
+    )
+    warnings.warn(message, stacklevel=2)
+    return message
+
+
+# ---------------------------------------------------------------- the loss, shared by training and validation
+
+
+def token_loss(logits, targets):
+    """``(sum of token cross-entropies, number of target tokens)``; targets of -100 do not count.
+
+    Computed in float32 whatever the logits' dtype.
+
+    Example:
+        >>> import torch
+        >>> total, count = token_loss(torch.zeros(1, 3, 4), torch.tensor([[1, -100, 2]]))
+        >>> round(float(total / count), 4), int(count)
+        (1.3863, 2)
+    """
+    import torch.nn.functional as F
+
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return total, (targets != -100).sum()
+
+
 # ---------------------------------------------------------------- model, optimizer, checkpoints
 
 
-def build_model_config(cfg: TrainConfig, eos_token_id: int | None):
-    """The model's ``PhiConfig``: from ``init_from`` when fine-tuning, else from the preset."""
+def build_model_config(cfg, eos_token_id: int | None):
+    """The model's ``PhiConfig``: from ``init_from`` when fine-tuning, else from the preset; ``seq_len``
+    must fit its context."""
     from transformers import AutoConfig
 
     from train.presets import phi_config
 
     if cfg.init_from:
-        model_config = AutoConfig.from_pretrained(_model_dir(cfg.init_from), local_files_only=True)
+        model_dir = _model_dir(cfg.init_from)
+        model_config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
         if cfg.dropout is not None:
             model_config.update(
                 {"resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attention_dropout": cfg.dropout}
             )
-        if cfg.seq_len > model_config.max_position_embeddings:
-            raise ValueError(f"seq_len {cfg.seq_len} > the model's max_position_embeddings")
+        check_seq_len(cfg.seq_len, model_config.max_position_embeddings, f"the model in {model_dir}")
         return model_config
-    from train.presets import PRESETS
-
-    max_pos = max(cfg.seq_len, PRESETS.get(cfg.preset, {}).get("max_position_embeddings", cfg.seq_len))
+    context = model_context(cfg)
+    check_seq_len(cfg.seq_len, context, f"preset {cfg.preset!r}")
     return phi_config(
         cfg.preset,
         vocab_size=cfg.vocab_size,
-        max_position_embeddings=max_pos,
+        max_position_embeddings=context,
         dropout=cfg.dropout,
         eos_token_id=eos_token_id,
     )
@@ -296,17 +384,17 @@ def _model_dir(path: str) -> str:
     return str(Path(path) / FINAL_DIR) if (Path(path) / FINAL_DIR / "config.json").is_file() else path
 
 
-def make_optimizer(model, cfg: TrainConfig, device):
+def make_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.98), eps: float = 1e-7, device=None):
     """AdamW; weight decay on matrices only (not biases, LayerNorms); fused kernel on GPU."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
+    fused = getattr(device, "type", None) == "cuda"
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
@@ -355,33 +443,37 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """Train (or fine-tune) a ``PhiForCausalLM`` and return a summary dict.
+@dataclass
+class Run:
+    """What :func:`setup` builds; the loop's functions take it instead of closing over locals."""
 
-    Also the ``train`` recipe job (``fn(**with)``): pass the :class:`TrainConfig` fields as keyword
-    arguments. Everything that can be checked before training (token file integrity, tokenizer hash,
-    vocabulary sizes, batch divisibility, sequence length) is checked before the first step.
+    cfg: Any
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    train_data: TokenWindows
+    val_data: TokenWindows
+    sampler: WindowSampler
+    accum: int
+    n_params: int
+    flops_per_token: int
+    peak: float | None
+    writer: Any = None
 
-    Returns:
-        ``{"output_dir", "final_model", "steps", "tokens", "train_loss", "val_loss", "tokens_per_s",
-        "mfu", "grad_accum_steps", "world_size", "resumed_from", "n_params"}``.
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.output_dir)
+
+
+def load_data(cfg):
+    """Every check that needs no model, before anything expensive: token file integrity, tokenizer hash,
+    vocabulary, loss mask, ``seq_len`` against the context, windows against the global batch.
+
+    Returns ``(token file header, model config, training windows, validation windows)``.
     """
-    import torch
-    import torch.nn.functional as F
-    from accelerate import Accelerator, PartialState
-    from accelerate.utils import DistributedType, set_seed
-
     from train.prepare import TokenFile, TokenFileError
-    from train.presets import attn_implementation, count_parameters
     from train.tokenizer import load_tokenizer, tokenizer_hash
 
-    if isinstance(config, TrainConfig):
-        cfg = config.model_copy(update=overrides)
-    else:
-        cfg = TrainConfig(**{**(config or {}), **overrides})
-    out = Path(cfg.output_dir)
-
-    # -- checks before anything expensive
     data = TokenFile(cfg.tokens, verify=cfg.verify_tokens)
     tok_hash = tokenizer_hash(load_tokenizer(cfg.tokenizer)) if cfg.tokenizer else None
     model_config = build_model_config(cfg, eos_token_id=data.header.get("eos_id"))
@@ -390,235 +482,322 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
         raise TokenFileError(
             f"solution_only_loss needs a loss mask: prepare {cfg.tokens} with solution_marker"
         )
+    mask = data.mask if cfg.solution_only_loss else None
     split = split_train_val(data.offsets, cfg.val_tokens)
-    train_data = TokenWindows(
-        data.tokens, data.mask if cfg.solution_only_loss else None, 0, split, cfg.seq_len
-    )
-    val_data = TokenWindows(
-        data.tokens, data.mask if cfg.solution_only_loss else None, split, data.n_tokens, cfg.seq_len
-    )
+    train_data = TokenWindows(data.tokens, mask, 0, split, cfg.seq_len)
+    val_data = TokenWindows(data.tokens, mask, split, data.n_tokens, cfg.seq_len)
     if train_data.n_windows < 1:
         raise TokenFileError(
             f"{cfg.tokens}: {split} training tokens is less than one window of {cfg.seq_len + 1}"
         )
+    check_windows(train_data.n_windows, cfg.global_batch_size, cfg.seq_len)
+    return data.header, model_config, train_data, val_data
 
-    # -- devices, precision, accumulation
-    world = PartialState(cpu=cfg.cpu).num_processes
-    accum = grad_accum_steps(cfg.global_batch_size, cfg.micro_batch_size, world)
-    # accelerator.backward divides the loss by accum (DeepSpeed: its engine does, and steps at the
-    # accumulation boundary itself); the loop never uses accumulate(), so sync_gradients stays True
+
+def init_model(cfg, model_config):
+    """The model to train: ``init_from``'s weights, or a fresh preset model (seeded by the caller)."""
+    from train.presets import attn_implementation, build_model
+
+    if not cfg.init_from:
+        return build_model(model_config, attn=cfg.attn_implementation)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        _model_dir(cfg.init_from),
+        config=model_config,
+        attn_implementation=attn_implementation(cfg.attn_implementation),
+        local_files_only=True,
+    )
+
+
+def setup(cfg) -> Run:
+    """Checks, devices, precision and accumulation, model and optimizer: everything before step one."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedType, set_seed
+
+    from train.presets import count_parameters
+
+    header, model_config, train_data, val_data = load_data(cfg)
+    accum = grad_accum_steps(
+        cfg.global_batch_size, cfg.micro_batch_size, PartialState(cpu=cfg.cpu).num_processes
+    )
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         cpu=cfg.cpu,
-        project_dir=str(out),
+        project_dir=str(cfg.output_dir),
         gradient_accumulation_steps=accum,
     )
-    rank = accelerator.process_index
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
         ds_config["gradient_accumulation_steps"] = accum
+    out = Path(cfg.output_dir)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(cfg.model_dump_json(indent=2))
-        (out / "data.json").write_text(json.dumps(data.header, indent=2))
+        (out / "data.json").write_text(json.dumps(header, indent=2))
         model_config.to_json_file(str(out / "model_config.json"))
 
-    # -- model and optimizer
     set_seed(cfg.seed)
-    from transformers import AutoModelForCausalLM, PhiForCausalLM
-
-    attn = attn_implementation(cfg.attn_implementation)
-    if cfg.init_from:
-        model = AutoModelForCausalLM.from_pretrained(
-            _model_dir(cfg.init_from), config=model_config, attn_implementation=attn, local_files_only=True
-        )
-    else:
-        model_config._attn_implementation = attn
-        model = PhiForCausalLM(model_config)
+    model = init_model(cfg, model_config)
     n_params = count_parameters(model)
-    fpt = flops_per_token(n_params, model_config.num_hidden_layers, model_config.hidden_size, cfg.seq_len)
-    optimizer = make_optimizer(model, cfg, accelerator.device)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, accelerator.device)
     if cfg.compile:
         model.compile()  # in place: state-dict keys stay plain, checkpoints load compiled or not
     model, optimizer = accelerator.prepare(model, optimizer)
-    vocab = model_config.vocab_size
-    peak = peak_flops(accelerator.device, cfg.peak_flops)
+    return Run(
+        cfg=cfg,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        train_data=train_data,
+        val_data=val_data,
+        sampler=WindowSampler(train_data.n_windows, cfg.seed),
+        accum=accum,
+        n_params=n_params,
+        flops_per_token=flops_per_token(
+            n_params, model_config.num_hidden_layers, model_config.hidden_size, cfg.seq_len
+        ),
+        peak=peak_flops(accelerator.device, cfg.peak_flops, matmul_precision(cfg.mixed_precision)),
+    )
 
-    # -- resume: model, optimizer, scaler, RNG from the checkpoint; the data position from the step
-    step, resumed_from = 0, None
-    checkpoint = latest_checkpoint(out) if cfg.resume else None
+
+def resume(run: Run) -> tuple[int, str | None]:
+    """Continue from the newest checkpoint (model, optimizer, grad scaler, RNG); the data position
+    follows from the step. Returns ``(step, checkpoint path or None)``; opens the metrics log."""
+    checkpoint = latest_checkpoint(run.out) if run.cfg.resume else None
+    step = 0
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        run.accelerator.load_state(str(checkpoint))
         step = json.loads((checkpoint / STATE_NAME).read_text())["step"]
-        resumed_from = str(checkpoint)
-        accelerator.print(f"resumed from {checkpoint} at step {step}")
-    metrics_path = out / METRICS_NAME
-    writer = None
-    if accelerator.is_main_process:
-        if resumed_from:
+        run.accelerator.print(f"resumed from {checkpoint} at step {step}")
+    if run.accelerator.is_main_process:
+        metrics_path = run.out / METRICS_NAME
+        if checkpoint is not None:
             _truncate_metrics(metrics_path, step)
         else:
             metrics_path.unlink(missing_ok=True)
-        if cfg.tensorboard:
+        if run.cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(out / "tensorboard"), purge_step=step if resumed_from else None)
-
-    def record(values: dict[str, Any]) -> None:
-        if not accelerator.is_main_process:
-            return
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(values) + "\n")
-        if writer is not None:
-            for key, value in values.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    writer.add_scalar(key, value, values["step"])
-
-    @torch.no_grad()
-    def evaluate() -> float | None:
-        """Mean token loss on the first ``eval_windows`` held-out windows (split across ranks)."""
-        n = min(cfg.eval_windows, val_data.n_windows)
-        if n == 0:
-            return None
-        model.eval()
-        total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
-        mine = np.arange(rank, n, world)
-        for i in range(0, len(mine), cfg.micro_batch_size):
-            x, y = val_data.batch(mine[i : i + cfg.micro_batch_size])
-            x, y = x.to(accelerator.device), y.to(accelerator.device)
-            logits = model(input_ids=x).logits
-            total[0] += F.cross_entropy(
-                logits.float().view(-1, vocab), y.view(-1), ignore_index=-100, reduction="sum"
+            run.writer = SummaryWriter(
+                str(run.out / "tensorboard"), purge_step=step if checkpoint is not None else None
             )
-            total[1] += (y != -100).sum()
-        total = accelerator.reduce(total, "sum")
-        model.train()
-        return float(total[0] / total[1].clamp(min=1))
+    return step, str(checkpoint) if checkpoint is not None else None
 
-    sampler = WindowSampler(train_data.n_windows, cfg.seed)
-    no_sync = accelerator.distributed_type not in (DistributedType.NO, DistributedType.DEEPSPEED)
-    tokens_per_step = cfg.global_batch_size * cfg.seq_len
-    train_loss = val_loss = mfu = None
-    rates: list[float] = []
-    model.train()
-    accelerator.print(
-        f"training {n_params / 1e6:.1f}M params | {world} device(s) x {cfg.micro_batch_size} seqs x {accum} "
-        f"accumulation = {cfg.global_batch_size} seqs x {cfg.seq_len} tokens per step | "
-        f"{train_data.n_windows} windows | steps {step} -> {cfg.max_steps}"
+
+def get_lr(step: int, cfg) -> float:
+    """The configured schedule's learning rate at optimizer step ``step`` (see :func:`lr_at`)."""
+    return lr_at(
+        step,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps,
+        min_lr=cfg.min_lr,
+        decay=cfg.decay,
     )
+
+
+def micro_batches(run: Run, step: int) -> list:
+    """This rank's ``(inputs, targets)`` micro batches of optimizer step ``step`` (CPU tensors)."""
+    cfg, world = run.cfg, run.accelerator.num_processes
+    return [
+        run.train_data.batch(
+            run.sampler.windows(
+                sample_indices(
+                    step,
+                    run.accelerator.process_index,
+                    m,
+                    global_batch_size=cfg.global_batch_size,
+                    world_size=world,
+                    micro_batch_size=cfg.micro_batch_size,
+                )
+            )
+        )
+        for m in range(run.accum)
+    ]
+
+
+def train_step(model, optimizer, accelerator, batches: list, grad_clip: float | None = None):
+    """One optimizer step over this rank's micro batches; returns ``(global token-mean loss, grad norm)``.
+
+    The accelerator must have ``gradient_accumulation_steps == len(batches)``. Each micro batch's loss
+    sum is divided by the mean target count of one micro batch over the global batch; Accelerate's
+    ``accumulate`` averages the micro batches (and skips DDP's all-reduce until the last) and DDP
+    averages the ranks, so the gradient is exactly that of the global token mean.
+    """
+    import torch
+
+    device = accelerator.device
+    local_targets = torch.tensor(sum(int((y != -100).sum()) for _, y in batches), device=device)
+    n_targets = accelerator.reduce(local_targets, "sum").clamp(min=1)
+    per_micro_batch = n_targets / (len(batches) * accelerator.num_processes)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for x, y in batches:
+        with accelerator.accumulate(model):
+            total, _ = token_loss(model(input_ids=x.to(device)).logits, y.to(device))
+            accelerator.backward(total / per_micro_batch)
+        loss_sum += total.detach()
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(accelerator.reduce(loss_sum, "sum") / n_targets), grad_norm
+
+
+def estimate_loss(model, accelerator, val_data: TokenWindows, n_windows: int, micro_batch_size: int):
+    """Mean token loss on the first ``n_windows`` held-out windows (split across ranks); None if none."""
+    import torch
+
+    n = min(n_windows, val_data.n_windows)
+    if n == 0:
+        return None
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    mine = np.arange(accelerator.process_index, n, accelerator.num_processes)
+    with torch.no_grad():
+        for i in range(0, len(mine), micro_batch_size):
+            x, y = val_data.batch(mine[i : i + micro_batch_size])
+            loss_sum, count = token_loss(
+                model(input_ids=x.to(accelerator.device)).logits, y.to(accelerator.device)
+            )
+            total += torch.stack([loss_sum.double(), count.double()])
+    total = accelerator.reduce(total, "sum")
+    model.train()
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def record(run: Run, values: dict[str, Any]) -> None:
+    """Append one step's metrics to ``metrics.jsonl`` (and TensorBoard); print every ``log_every``."""
+    cfg, step = run.cfg, values["step"]
+    if step % cfg.log_every == 0 or step == cfg.max_steps or step == 1:
+        run.accelerator.print(
+            f"step {step}/{cfg.max_steps} | loss {values['loss']:.4f} | lr {values['lr']:.3e} | "
+            f"{values['tokens_per_s']:,.0f} tok/s"
+            + (f" | mfu {values['mfu']:.1%}" if "mfu" in values else "")
+            + (f" | val {values['val_loss']:.4f}" if "val_loss" in values else "")
+        )
+    if not run.accelerator.is_main_process:
+        return
+    with open(run.out / METRICS_NAME, "a") as f:
+        f.write(json.dumps(values) + "\n")
+    if run.writer is not None:
+        for key, value in values.items():
+            if key != "step" and isinstance(value, (int, float)):
+                run.writer.add_scalar(key, value, step)
+
+
+def save(run: Run, step: int) -> Path:
+    """A checkpoint of ``step`` that :func:`resume` continues from (see :func:`save_checkpoint`)."""
+    tokens = step * run.cfg.global_batch_size * run.cfg.seq_len
+    return save_checkpoint(run.accelerator, run.out, step, run.cfg.keep_last, {"tokens": tokens})
+
+
+def save_final(run: Run) -> None:
+    """The final model as a standard HF directory (train.export adds the tokenizer and the card)."""
+    accelerator = run.accelerator
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(run.model)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(run.model)
+        unwrapped.save_pretrained(str(run.out / FINAL_DIR), state_dict=state_dict, safe_serialization=True)
+    if run.writer is not None:
+        run.writer.close()
+    accelerator.wait_for_everyone()
+
+
+def model_flops_utilisation(run: Run, tokens_per_s: float | None) -> float | None:
+    """MFU of a throughput on this run's devices, None without a known peak."""
+    if not (run.peak and tokens_per_s):
+        return None
+    return run.flops_per_token * tokens_per_s / (run.peak * run.accelerator.num_processes)
+
+
+def train(config=None, **overrides: Any) -> dict[str, Any]:
+    """Train (or fine-tune) a ``PhiForCausalLM`` and return a summary dict.
+
+    ``config`` is a :class:`train.config.TrainConfig` or a dict of its fields; ``overrides`` replace
+    fields. Also the ``train`` recipe job (``fn(**with)``). Everything that can be checked before
+    training (token file, tokenizer hash, vocabulary sizes, batch divisibility, ``seq_len`` against the
+    context, windows against the global batch) is checked before the first step.
+
+    Returns:
+        ``{"output_dir", "final_model", "steps", "tokens", "train_loss", "val_loss", "tokens_per_s",
+        "mfu", "grad_accum_steps", "world_size", "resumed_from", "n_params", "train_time_s"}``.
+    """
+    from train.config import TrainConfig
+
+    if isinstance(config, TrainConfig):
+        cfg = TrainConfig(**{**config.model_dump(), **overrides})
+    else:
+        cfg = TrainConfig(**{**(config or {}), **overrides})
+    run = setup(cfg)
+    step, resumed_from = resume(run)
+    tokens_per_step = cfg.global_batch_size * cfg.seq_len
+    train_loss = val_loss = None
+    first_step_s, timed_s, timed_steps = None, 0.0, 0
+    run.accelerator.print(
+        f"training {run.n_params / 1e6:.1f}M params | {run.accelerator.num_processes} device(s) x "
+        f"{cfg.micro_batch_size} seqs x {run.accum} accumulation = {cfg.global_batch_size} seqs x {cfg.seq_len} "
+        f"tokens per step | {run.train_data.n_windows} windows | steps {step} -> {cfg.max_steps}"
+    )
+    run.model.train()
     while step < cfg.max_steps:
         t0 = time.perf_counter()
-        lr = lr_at(
-            step,
-            lr=cfg.lr,
-            warmup_steps=cfg.warmup_steps,
-            max_steps=cfg.max_steps,
-            min_lr=cfg.min_lr,
-            decay=cfg.decay,
-        )
-        for group in optimizer.param_groups:
+        lr = get_lr(step, cfg)
+        for group in run.optimizer.param_groups:
             group["lr"] = lr
-        batches = [
-            train_data.batch(
-                sampler.windows(
-                    sample_indices(
-                        step,
-                        rank,
-                        m,
-                        global_batch_size=cfg.global_batch_size,
-                        world_size=world,
-                        micro_batch_size=cfg.micro_batch_size,
-                    )
-                )
-            )
-            for m in range(accum)
-        ]
-        # token mean over the global batch: every rank needs the global target count first
-        n_targets = accelerator.reduce(
-            torch.tensor(sum(int((y != -100).sum()) for _, y in batches), device=accelerator.device), "sum"
-        ).clamp(min=1)
-        loss_sum = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-        for m, (x, y) in enumerate(batches):
-            x = x.to(accelerator.device, non_blocking=True)
-            y = y.to(accelerator.device, non_blocking=True)
-            sync = contextlib.nullcontext() if (m == accum - 1 or not no_sync) else accelerator.no_sync(model)
-            with sync:
-                logits = model(input_ids=x).logits
-                loss = F.cross_entropy(
-                    logits.float().view(-1, vocab), y.view(-1), ignore_index=-100, reduction="sum"
-                )
-                # backward divides by accum and DDP averages over ranks: undo both, divide by the count
-                accelerator.backward(loss * (accum * world) / n_targets)
-            loss_sum += loss.detach()
-        grad_norm = None
-        if cfg.grad_clip:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_loss = float(accelerator.reduce(loss_sum, "sum") / n_targets)
+        train_loss, grad_norm = train_step(
+            run.model, run.optimizer, run.accelerator, micro_batches(run, step), cfg.grad_clip
+        )
         step += 1
-
-        dt = time.perf_counter() - t0
-        tokens_per_s = tokens_per_step / dt
-        rates.append(tokens_per_s)
-        mfu = fpt * tokens_per_s / (peak * world) if peak else None
-        values = {
-            "step": step,
-            "loss": train_loss,
-            "lr": lr,
-            "tokens": step * tokens_per_step,
-            "tokens_per_s": tokens_per_s,
-        }
+        dt = time.perf_counter() - t0  # train_step returned a float: the device has finished the step
+        if first_step_s is None:  # allocations and compilation: left out of the throughput
+            first_step_s = dt
+        else:
+            timed_s, timed_steps = timed_s + dt, timed_steps + 1
+        values = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * tokens_per_step}
+        values.update(tokens_per_s=tokens_per_step / dt, step_time_s=dt)
         if grad_norm is not None:
             values["grad_norm"] = float(grad_norm)
-        if mfu is not None:
-            values["mfu"] = mfu
+        if run.peak:
+            values["mfu"] = model_flops_utilisation(run, values["tokens_per_s"])
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            val_loss = evaluate()
+            val_loss = estimate_loss(
+                run.model, run.accelerator, run.val_data, cfg.eval_windows, cfg.micro_batch_size
+            )
             if val_loss is not None:
                 values["val_loss"] = val_loss
-        record(values)
-        if step % cfg.log_every == 0 or step == cfg.max_steps or step == 1:
-            accelerator.print(
-                f"step {step}/{cfg.max_steps} | loss {train_loss:.4f} | lr {lr:.3e} | {tokens_per_s:,.0f} tok/s"
-                + (f" | mfu {mfu:.1%}" if mfu is not None else "")
-                + (f" | val {values['val_loss']:.4f}" if "val_loss" in values else "")
-            )
+        record(run, values)
         if step % cfg.save_every == 0 or step == cfg.max_steps:
-            save_checkpoint(accelerator, out, step, cfg.keep_last, {"tokens": step * tokens_per_step})
-
-    # -- the final model, as a standard HF directory (train.export adds the tokenizer and the card)
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(str(out / FINAL_DIR), state_dict=state_dict, safe_serialization=True)
-    if writer is not None:
-        writer.close()
-    accelerator.wait_for_everyone()
-    steady = rates[1:] or rates  # the first step includes warm-up (allocations, compilation)
-    mean_rate = float(np.mean(steady)) if steady else None
+            save(run, step)
+    save_final(run)
+    if timed_steps:
+        rate = tokens_per_second(timed_steps * tokens_per_step, timed_s)
+    else:
+        rate = tokens_per_second(tokens_per_step, first_step_s) if first_step_s else None
     return {
-        "output_dir": str(out),
-        "final_model": str(out / FINAL_DIR),
+        "output_dir": str(run.out),
+        "final_model": str(run.out / FINAL_DIR),
         "steps": step,
         "tokens": step * tokens_per_step,
         "train_loss": train_loss,
         "val_loss": val_loss,
-        "tokens_per_s": mean_rate,
-        "mfu": (fpt * mean_rate / (peak * world)) if (peak and mean_rate) else None,
-        "grad_accum_steps": accum,
-        "world_size": world,
+        "tokens_per_s": rate,
+        "mfu": model_flops_utilisation(run, rate),
+        "grad_accum_steps": run.accum,
+        "world_size": run.accelerator.num_processes,
         "resumed_from": resumed_from,
-        "n_params": n_params,
+        "n_params": run.n_params,
+        "train_time_s": (first_step_s or 0.0) + timed_s,
     }
 
 
-def load_config_file(path: str | os.PathLike, overrides: list[str] = ()) -> TrainConfig:
+def load_config_file(path: str | os.PathLike, overrides: list[str] = ()):
     """A :class:`TrainConfig` from a YAML/JSON file of its fields plus ``key=value`` overrides
     (values parsed as YAML, so ``max_steps=10`` is an int)."""
     import yaml
+
+    from train.config import TrainConfig
 
     values = yaml.safe_load(Path(path).read_text()) or {}
     for item in overrides:
