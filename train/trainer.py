@@ -123,7 +123,7 @@ def lr_at(
 
     Example:
         >>> round(lr_at(0, lr=1e-3, warmup_steps=750, max_steps=36000), 12)
-        1.333e-06
+        1.333333e-06
         >>> lr_at(749, lr=1e-3, warmup_steps=750, max_steps=36000)
         0.001
     """

@@ -176,7 +176,7 @@ def run_ours(spec: dict) -> dict[str, Any]:
     model, n_params, fpt = new_model(spec["preset"], spec["seq_len"], device)
     optimizer = make_optimizer(model, lr=1e-4, weight_decay=0.1, device=device)
     if spec["compile"]:
-        model.compile()
+        model.compile(backend=spec.get("compile_backend", "inductor"))
     model, optimizer = accelerator.prepare(model, optimizer)
     total_steps = spec["warmup"] + spec["steps"]
     global_batch = spec["micro_batch"] * spec["accum"] * world
@@ -249,6 +249,7 @@ def trainer_arguments(spec: dict, output_dir: str) -> TrainingArguments:
         use_cpu=not cuda,
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         torch_compile=spec["compile"],
+        torch_compile_backend=spec.get("compile_backend", "inductor") if spec["compile"] else None,
         save_strategy="no",
         eval_strategy="no",
         logging_strategy="no",

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also the torch.compile runs (default: yes, except with --smoke)")  # fmt: skip
     parser.add_argument("--ddp", action="store_true", help="run the 2-process section even without 2 GPUs")
+    parser.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile backend (eager: a quick CPU check)"
+    )
     parser.add_argument("--precision", choices=["bf16", "fp16", "no"], default="bf16")
     parser.add_argument(
         "--only", action="append", help="run only these sections (exact names; env always runs)"
@@ -92,7 +96,12 @@ def training_section(preset: str, impl: str, compiled: bool, common: dict, nproc
 
 def plan(args) -> list[dict]:
     """The sections in the order they run; the device is filled in once ``env`` has resolved it."""
-    common = {"device": args.device, "precision": args.precision, "strict_imports": args.smoke}
+    common = {
+        "device": args.device,
+        "precision": args.precision,
+        "strict_imports": args.smoke,
+        "compile_backend": args.compile_backend,
+    }
     generation_preset = "phi-1-small" if not args.smoke else args.preset[-1]
     sections = [{"name": "env", "kind": "env", "budget_s": BUDGET_S["env"], **common}]
     sections += [
@@ -197,7 +206,10 @@ def run_with_oom_retry(spec: dict, out: Path, deadline: float) -> dict:
 def resolve_device(sections: list[dict], env_record: dict) -> None:
     """``auto`` becomes ``cuda`` when the env section saw a GPU; sizes of the generation section follow."""
     result = env_record.get("result", {})
-    gpus = int(result.get("cuda_devices") or 0)
+    if "cuda_devices" in result:
+        gpus = int(result["cuda_devices"] or 0)
+    else:  # the env section failed: do not fall back to hours of CPU work on a GPU machine
+        gpus = int(Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None)
     for spec in sections:
         if spec["device"] == "auto":
             spec["device"] = "cuda" if gpus else "cpu"
