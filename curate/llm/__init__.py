@@ -10,11 +10,13 @@
 
 from curate.llm.cache import ResultCache
 from curate.llm.client import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, LLMClient
+from curate.llm.config import LLMConfig
 from curate.llm.pricing import DEFAULT_PRICES
 from curate.llm.types import BudgetExceeded, LLMRequest, LLMResult
 
 __all__ = [
     "LLMClient",
+    "LLMConfig",
     "LLMRequest",
     "LLMResult",
     "BudgetExceeded",

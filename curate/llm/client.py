@@ -27,6 +27,7 @@ from pathlib import Path
 from loguru import logger
 
 from curate.llm.cache import TERMINAL_BATCH_STATUSES, ResultCache
+from curate.llm.config import LLMConfig
 from curate.llm.limits import TokenBucket, backoff_s, proactive_pause_s, retry_after_s
 from curate.llm.pricing import DEFAULT_PRICES, cost_usd, estimate_prompt_tokens, price_for
 from curate.llm.types import BudgetExceeded, LLMRequest, LLMResult
@@ -41,7 +42,9 @@ _KEY_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
 class LLMClient:
     """Concurrent, cached, rate-limited, budgeted OpenAI-compatible client.
 
-    >>> client = LLMClient(model="gpt-4o-mini", cache_path="out/llm_cache.sqlite", budget_usd=5.0)
+    >>> client = LLMClient(LLMConfig(model="gpt-4o-mini", cache_path="out/llm_cache.sqlite", budget_usd=5.0))
+    >>> LLMClient(model="gpt-4o", max_concurrency=64).config.max_concurrency   # or the fields as keywords
+    64
     >>> results = client.run([LLMRequest(messages=[{"role": "user", "content": "Say hi"}], max_tokens=8)])
     >>> results[0].ok, results[0].text, client.usage["cost_usd"]            # doctest: +SKIP
 
@@ -49,39 +52,26 @@ class LLMClient:
     cannot cover the next request's worst case, the rest come back ``error="budget_exhausted"``.
     """
 
-    def __init__(
-        self,
-        model: str = "gpt-4o-mini",
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        cache_path: str | Path | None = "out/llm_cache.sqlite",
-        max_concurrency: int = 16,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_retries: int = 6,
-        timeout_s: float = 60.0,
-        budget_usd: float | None = None,
-        prices: dict[str, dict[str, float]] | None = None,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
-        max_retry_after_s: float = 300.0,
-        seed: int = 0,
-    ):
-        self.model = model
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.cache_path = Path(cache_path) if cache_path else None
-        self.max_concurrency = max(1, int(max_concurrency))
-        self.rpm = rpm
-        self.tpm = tpm
-        self.max_retries = max_retries
-        self.timeout_s = timeout_s
-        self.budget_usd = budget_usd
-        self.prices = {**DEFAULT_PRICES, **(prices or {})}
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.max_retry_after_s = max_retry_after_s
-        self._rng = random.Random(seed)
+    def __init__(self, config: LLMConfig | dict | None = None, *, jitter_seed: int = 0, **overrides):
+        cfg = LLMConfig.coerce(
+            config, **{k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
+        )
+        self.config = cfg
+        self.model = cfg.model
+        self.base_url = cfg.base_url
+        self.api_key_env = cfg.api_key_env
+        self.cache_path = Path(cfg.cache_path) if cfg.cache_path else None
+        self.max_concurrency = cfg.max_concurrency
+        self.rpm = cfg.rpm
+        self.tpm = cfg.tpm
+        self.max_retries = cfg.max_retries
+        self.timeout_s = cfg.timeout_s
+        self.budget_usd = cfg.budget_usd
+        self.prices = {**DEFAULT_PRICES, **(cfg.prices or {})}
+        self.backoff_base_s = cfg.backoff_base_s
+        self.backoff_max_s = cfg.backoff_max_s
+        self.max_retry_after_s = cfg.max_retry_after_s
+        self._rng = random.Random(jitter_seed)
         self._cache = ResultCache(self.cache_path) if self.cache_path else None
         self._warned_no_price: set[str] = set()
         self.usage = {
