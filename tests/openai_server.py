@@ -41,6 +41,24 @@ from typing import Any
 from aiohttp import web
 
 FAULT_KINDS = ("429", "500", "slow", "drop", "malformed")
+# also accepted in ``kinds``: "503" (with Retry-After), "hang" (no reply for ``hang_s``: past the client's
+# timeout), "empty" (HTTP 200 with ``choices: []``)
+EXTRA_FAULT_KINDS = ("503", "hang", "empty")
+HOSTILE_FAULT_MIX = ("429", "500", "503", "hang", "malformed", "empty", "drop")
+
+
+@dataclass
+class Answer:
+    """What a responder may return instead of a plain string.
+
+    ``logprobs``: per answer token, ``(token, [(alternative, logprob), ...])`` - sent when the request
+    asked for logprobs (otherwise each token gets logprob 0 and itself as the only alternative).
+    ``finish_reason``: e.g. "length" for an answer cut by max_tokens.
+    """
+
+    text: str
+    finish_reason: str = "stop"
+    logprobs: list[tuple[str, list[tuple[str, float]]]] | None = None
 
 
 @dataclass
@@ -62,13 +80,14 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULT_KINDS
     retry_after_s: float = 0.05
     slow_s: float = 0.3
+    hang_s: float = 30.0
     max_faults_per_key: int | None = None
     batch_line_rate: float | None = None
 
     def __post_init__(self):
-        bad = set(self.kinds) - set(FAULT_KINDS)
+        bad = set(self.kinds) - set(FAULT_KINDS) - set(EXTRA_FAULT_KINDS)
         if bad:
-            raise ValueError(f"unknown fault kinds {sorted(bad)}; known: {FAULT_KINDS}")
+            raise ValueError(f"unknown fault kinds {sorted(bad)}; known: {FAULT_KINDS + EXTRA_FAULT_KINDS}")
 
     def _draw(self, key: str, attempt: int, salt: str = "") -> tuple[float, int]:
         h = hashlib.sha256(f"{self.seed}:{salt}:{key}:{attempt}".encode()).digest()
@@ -96,6 +115,34 @@ def body_key(body: Any) -> str:
 def _count_tokens(text: str) -> int:
     # a rough, deterministic token count (whitespace words) so usage/cost accounting has real numbers
     return max(1, len(text.split())) if text else 0
+
+
+def _tokens(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\s*\S+", text) or ([text] if text else [])
+
+
+def _logprobs_json(answer: Answer, top: int) -> dict:
+    if answer.logprobs is None:
+        pairs = [(t, [(t, 0.0)]) for t in _tokens(answer.text)]
+    else:
+        pairs = answer.logprobs
+    content = []
+    for token, alternatives in pairs:
+        chosen = next((lp for alt, lp in alternatives if alt == token), 0.0)
+        content.append(
+            {
+                "token": token,
+                "logprob": chosen,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": alt, "logprob": lp, "bytes": list(alt.encode())}
+                    for alt, lp in alternatives[:top]
+                ],
+            }
+        )
+    return {"content": content, "refusal": None}
 
 
 def _prompt_text(body: dict) -> str:
@@ -128,6 +175,8 @@ class OpenAITestServer:
         batch_delay_s: float = 0.2,
         batch_expire_after: int | None = None,
         port: int = 0,
+        json_schema: bool = True,
+        truncate_at_max_tokens: bool = False,
     ):
         self.responder = responder or (lambda body: "ok")
         self.faults = faults or FaultPlan()
@@ -135,10 +184,17 @@ class OpenAITestServer:
         self.batch_delay_s = batch_delay_s
         self.batch_expire_after = batch_expire_after
         self._port = port
+        self.json_schema = (
+            json_schema  # False: a response_format of type json_schema is a 400, as on old servers
+        )
+        self.truncate_at_max_tokens = (
+            truncate_at_max_tokens  # cut answers at max_tokens words, finish "length"
+        )
         self._lock = threading.Lock()
         self.request_count = 0
         self.received: list[dict] = []
         self.batch_received: list[dict] = []
+        self.batch_usages: list[dict] = []
         self.events: list[dict] = []
         self.fault_counts: Counter = Counter()
         self.authorizations: set[str] = (
@@ -221,6 +277,18 @@ class OpenAITestServer:
         with self._lock:
             return {e["key"] for e in self.events if e["status"] == 200 and e["fault"] in (None, "slow")}
 
+    def billed_usage(self) -> dict:
+        """Tokens the server reported in the answers it sent (what a provider bills), over all endpoints.
+
+        Includes answers the client may never have read (e.g. it timed out first), as a provider would."""
+        with self._lock:
+            usages = [e["usage"] for e in self.events if e.get("usage")] + list(self.batch_usages)
+        return {
+            "prompt_tokens": sum(u["prompt_tokens"] for u in usages),
+            "completion_tokens": sum(u["completion_tokens"] for u in usages),
+            "answers": len(usages),
+        }
+
     def _bump(self) -> None:
         with self._lock:
             self.request_count += 1
@@ -230,7 +298,15 @@ class OpenAITestServer:
         out = self.responder(body)
         if isinstance(out, dict):
             return out
-        text = str(out)
+        answer = out if isinstance(out, Answer) else Answer(str(out))
+        if self.truncate_at_max_tokens and body.get("max_tokens"):
+            words = _tokens(answer.text)
+            if len(words) > int(body["max_tokens"]):
+                answer = Answer("".join(words[: int(body["max_tokens"])]), "length", answer.logprobs)
+        text = answer.text
+        logprobs = None
+        if kind == "chat" and body.get("logprobs"):
+            logprobs = _logprobs_json(answer, int(body.get("top_logprobs") or 1))
         prompt_tokens = _count_tokens(_prompt_text(body))
         completion_tokens = _count_tokens(text)
         usage = {
@@ -250,8 +326,8 @@ class OpenAITestServer:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                        "logprobs": None,
+                        "finish_reason": answer.finish_reason,
+                        "logprobs": logprobs,
                     }
                 ],
                 "usage": usage,
@@ -262,7 +338,7 @@ class OpenAITestServer:
             "created": int(time.time()),
             "model": body.get("model", "test-model"),
             "system_fingerprint": "fp_test",
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "choices": [{"index": 0, "text": text, "finish_reason": answer.finish_reason, "logprobs": None}],
             "usage": usage,
         }
 
@@ -308,6 +384,25 @@ class OpenAITestServer:
                     "x-ratelimit-remaining-requests": "0",
                 },
             )
+        if fault == "503":
+            event["status"] = 503
+            return web.json_response(
+                {"error": {"message": "Overloaded (injected)", "type": "server_error"}},
+                status=503,
+                headers={"Retry-After": f"{self.faults.retry_after_s:g}"},
+            )
+        if fault == "hang":
+            event["status"] = "hang"
+            await asyncio.sleep(self.faults.hang_s)
+            return web.json_response({"error": {"message": "hung (injected)"}}, status=504)
+        rf = body.get("response_format")
+        if not self.json_schema and isinstance(rf, dict) and rf.get("type") == "json_schema":
+            event["status"] = 400
+            return web.json_response(
+                {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error",
+                           "param": "response_format"}},
+                status=400,
+            )  # fmt: skip
         if fault == "500":
             event["status"] = 500
             return web.json_response(
@@ -328,6 +423,9 @@ class OpenAITestServer:
             return web.json_response(
                 {"error": {"message": f"responder failed: {e!r}", "type": "server_error"}}, status=500
             )
+        if fault == "empty" and "choices" in payload:
+            event["status"] = "empty"
+            return web.json_response({**payload, "choices": [], "usage": None})
         if fault == "malformed":
             event["status"] = "malformed"
             return web.Response(
@@ -336,6 +434,7 @@ class OpenAITestServer:
                 content_type="application/json",
             )
         event["status"] = 200
+        event["usage"] = payload.get("usage")
         return web.json_response(payload)
 
     async def _chat(self, request):
@@ -492,6 +591,8 @@ class OpenAITestServer:
                     }
                 )
                 continue
+            if payload.get("usage"):
+                self.batch_usages.append(payload["usage"])
             out_lines.append(
                 {
                     "id": rid,

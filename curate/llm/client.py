@@ -14,6 +14,7 @@ never stored on this object, logged, cached or written, and error texts are reda
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -29,7 +30,13 @@ from loguru import logger
 from curate.llm.cache import TERMINAL_BATCH_STATUSES, ResultCache
 from curate.llm.config import LLMConfig
 from curate.llm.limits import TokenBucket, backoff_s, proactive_pause_s, retry_after_s
-from curate.llm.pricing import DEFAULT_PRICES, cost_usd, estimate_prompt_tokens, price_for
+from curate.llm.pricing import (
+    DEFAULT_PRICES,
+    cost_usd,
+    estimate_prompt_tokens,
+    price_for,
+    worst_case_prompt_tokens,
+)
 from curate.llm.types import BudgetExceeded, LLMRequest, LLMResult
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -86,12 +93,20 @@ class LLMClient:
             "completion_tokens": 0,
             "cost_usd": 0.0,
         }
-        self._reserved_usd = 0.0
+        self._reserved_usd = 0.0  # open reservations of this client without a cache (the cache holds its own)
+        self._tokenizer_obj = None
 
     # ------------------------------------------------------------------ keys, prices, estimates
     def key_for(self, request: LLMRequest) -> str:
         """The cache key: sha256 of the model and everything in the request that changes the answer."""
-        return request.key_for(self.model)
+        return self._prepare(request).key_for(self.model)
+
+    def _prepare(self, request: LLMRequest) -> LLMRequest:
+        """The request as sent: the config's ``extra_body`` under the request's own (which wins)."""
+        if not self.config.extra_body:
+            return request
+        merged = {**self.config.extra_body, **(request.extra_body or {})}
+        return request if merged == request.extra_body else dataclasses.replace(request, extra_body=merged)
 
     def _model_of(self, request: LLMRequest) -> str:
         return request.model or self.model
@@ -104,12 +119,57 @@ class LLMClient:
         return price
 
     def _worst_case_usd(self, request: LLMRequest, batch: bool = False) -> float:
+        """What ``request`` can cost at most: prompt tokens by tokenizer or byte bound, plus max_tokens."""
+        price = self._price(self._model_of(request))
+        if not price:
+            return 0.0
+        prompt_tokens = worst_case_prompt_tokens(request, self._tokenizer())
+        return cost_usd(price, prompt_tokens, request.max_tokens, batch=batch)
+
+    def _estimate_usd(self, request: LLMRequest, batch: bool = False) -> float:
+        """A typical cost (prompt ~ chars/4, completion at max_tokens): for dry runs, not for the cap."""
         price = self._price(self._model_of(request))
         return cost_usd(price, estimate_prompt_tokens(request), request.max_tokens, batch=batch)
 
+    def _tokenizer(self):
+        if self.config.tokenizer is None or self._tokenizer_obj is False:
+            return None
+        if self._tokenizer_obj is None:
+            try:
+                from transformers import AutoTokenizer  # heavy, and only when a tokenizer was named
+
+                self._tokenizer_obj = AutoTokenizer.from_pretrained(self.config.tokenizer)
+            except Exception as e:  # noqa: BLE001 - the byte bound still caps the spend
+                logger.warning(
+                    f"LLMClient: tokenizer {self.config.tokenizer!r} unavailable ({e}); byte bound used"
+                )
+                self._tokenizer_obj = False
+                return None
+        return self._tokenizer_obj
+
     @property
     def spent_usd(self) -> float:
+        """What this client spent (this process); :meth:`total_spent` is the cache's cumulative spend."""
         return self.usage["cost_usd"]
+
+    def total_spent(self) -> dict:
+        """Cumulative spend booked in the cache over every run and process (the budget caps this).
+
+        >>> LLMClient(cache_path=None).total_spent()["cost_usd"]
+        0.0
+        """
+        if self._cache is not None:
+            return self._cache.spent()
+        u = self.usage
+        return {"cost_usd": u["cost_usd"], "prompt_tokens": u["prompt_tokens"],
+                "completion_tokens": u["completion_tokens"], "answers": u["ok"]}  # fmt: skip
+
+    def budget_summary(self) -> dict:
+        """``{"budget_usd", "spent_total_usd", "spent_this_run_usd", "left_usd"}`` for run summaries."""
+        total = self.total_spent()["cost_usd"]
+        left = None if self.budget_usd is None else round(max(0.0, self.budget_usd - total), 9)
+        return {"budget_usd": self.budget_usd, "spent_total_usd": round(total, 9),
+                "spent_this_run_usd": round(self.usage["cost_usd"], 9), "left_usd": left}  # fmt: skip
 
     def estimate_cost(self, requests: Sequence[LLMRequest]) -> dict:
         """Cost upper bound of the requests not yet in the cache (prompt tokens ~ chars/4, completions at
@@ -123,7 +183,7 @@ class LLMClient:
         todo = [r for k, r in unique.items() if k not in cached]
         prompt_tokens = sum(estimate_prompt_tokens(r) for r in todo)
         completion = sum(r.max_tokens for r in todo)
-        usd = sum(self._worst_case_usd(r) for r in todo)
+        usd = sum(self._estimate_usd(r) for r in todo)
         return {
             "requests": len(todo),
             "cached": len(unique) - len(todo),
@@ -131,7 +191,8 @@ class LLMClient:
             "prompt_tokens": prompt_tokens,
             "max_completion_tokens": completion,
             "usd": round(usd, 9),
-            "usd_batch": round(sum(self._worst_case_usd(r, batch=True) for r in todo), 9),
+            "usd_batch": round(sum(self._estimate_usd(r, batch=True) for r in todo), 9),
+            "usd_worst_case": round(sum(self._worst_case_usd(r) for r in todo), 9),  # what the cap reserves
             "model": self.model,
             "priced": all(price_for(self._model_of(r), self.prices) is not None for r in todo),
         }
@@ -139,7 +200,8 @@ class LLMClient:
     def _unique(self, requests: Sequence[LLMRequest]) -> dict[str, LLMRequest]:
         unique: dict[str, LLMRequest] = {}
         for r in requests:
-            unique.setdefault(self.key_for(r), r)
+            r = self._prepare(r)
+            unique.setdefault(r.key_for(self.model), r)
         return unique
 
     # ------------------------------------------------------------------ secrets
@@ -184,6 +246,7 @@ class LLMClient:
 
     # ------------------------------------------------------------------ online
     async def arun(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
+        requests = [self._prepare(r) for r in requests]
         keys = [self.key_for(r) for r in requests]
         unique = dict(zip(keys, requests, strict=True))
         done: dict[str, LLMResult] = {}
@@ -211,6 +274,8 @@ class LLMClient:
                 u["failed"] += 1
 
     async def _send_all(self, todo: list[tuple[str, LLMRequest]], done: dict[str, LLMResult]) -> None:
+        if self.budget_usd is not None and self._cache is not None:
+            self._cache.drop_stale_reservations()  # a killed run's in-flight reservations
         client = self._openai()
         state = _RunState(TokenBucket(self.rpm), TokenBucket(self.tpm))
         queue: asyncio.Queue = asyncio.Queue()
@@ -230,22 +295,63 @@ class LLMClient:
         finally:
             await client.close()
 
+    def _try_reserve(self, resv: _Reservation) -> tuple[bool, float, float]:
+        """-> (reserved, budget left, open reservations). Over the cache's cumulative spend when cached."""
+        if self._cache is not None:
+            return self._cache.reserve(resv.token, resv.usd, self.budget_usd)
+        held = self._reserved_usd
+        left = self.budget_usd - self.usage["cost_usd"] - held
+        if resv.usd <= left + 1e-12:
+            self._reserved_usd += resv.usd
+            return True, left - resv.usd, held
+        return False, left, held
+
     def _reserve(self, usd: float) -> bool:
+        """Batch API reservations (in memory, over the cumulative spend); online ones use _reserve_when_fits."""
         if self.budget_usd is None:
             return True
-        if self.usage["cost_usd"] + self._reserved_usd + usd > self.budget_usd + 1e-12:
+        if self.total_spent()["cost_usd"] + self._reserved_usd + usd > self.budget_usd + 1e-12:
             return False
         self._reserved_usd += usd
         return True
 
+    async def _reserve_when_fits(self, state: _RunState, resv: _Reservation) -> float | None:
+        """Reserve the worst case; wait while open reservations may still free enough. -> None when
+        reserved, else the budget left (this request can never fit; smaller ones may)."""
+        if self.budget_usd is None:
+            return None
+        while True:
+            ok, left, held = self._try_reserve(resv)
+            if ok:
+                resv.held = True
+                return None
+            if held <= 1e-12 or resv.usd > left + held + 1e-12:
+                return max(0.0, left)
+            await state.wait_release()
+
+    def _settle(self, state: _RunState | None, resv: _Reservation | None, spend: dict | None,
+                row: dict | None = None, release: bool = True) -> None:  # fmt: skip
+        """Book a billed answer's spend (and cache its row) and drop the reservation, atomically."""
+        if spend:
+            self._record_spend(spend["prompt_tokens"], spend["completion_tokens"], spend["cost_usd"])
+        held = resv is not None and resv.held and release
+        if self._cache is not None:
+            if spend or row or held:
+                self._cache.settle(resv.token if held else None, spend, row)
+        elif held:
+            self._reserved_usd -= resv.usd
+        if held:
+            resv.held = False
+            if state is not None:
+                state.released.set()
+
     async def _send_one(self, client, state: _RunState, key: str, req: LLMRequest) -> LLMResult:
         model = self._model_of(req)
-        reserve = self._worst_case_usd(req)
-        if state.budget_stop or not self._reserve(reserve):
-            # a hard cap: the worst case of the next request no longer fits, so stop sending
-            state.budget_stop = True
-            return LLMResult(key=key, ok=False, error="budget_exhausted", model=model)
-        body = req.body(self.model)
+        resv = _Reservation(self._worst_case_usd(req))
+        left = await self._reserve_when_fits(state, resv)
+        if left is not None:  # a hard cap: this request's worst case no longer fits; smaller ones may
+            return LLMResult(key=key, ok=False, error="budget_exhausted", model=model, budget_left_usd=left)
+        body = req.sdk_kwargs(self.model)
         endpoint = client.chat.completions if req.kind == "chat" else client.completions
         est_tokens = estimate_prompt_tokens(req) + req.max_tokens
         error = "no attempt made"
@@ -266,7 +372,7 @@ class LLMClient:
                     if pause:
                         state.pause_for(min(pause, self.max_retry_after_s))
                     completion = raw.parse()
-                    return self._success(key, req, completion, attempts)
+                    return self._success(key, req, completion, attempts, state, resv)
                 except _NotRetryable as e:
                     error = self._redact(str(e))
                     break
@@ -283,7 +389,7 @@ class LLMClient:
                     await asyncio.sleep(delay)
             return LLMResult(key=key, ok=False, error=error, model=model, attempts=attempts)
         finally:
-            self._reserved_usd -= reserve if self.budget_usd is not None else 0.0
+            self._settle(state, resv, None)  # a failed request: nothing billed, the reservation goes
 
     def _classify(self, e: Exception) -> tuple[bool, float | None, str]:
         """-> (retryable, server-requested wait in s, redacted error text)."""
@@ -309,9 +415,22 @@ class LLMClient:
             return True, None, self._redact(f"malformed response: {type(e).__name__}: {e}")[:500]
         return False, None, self._redact(f"{type(e).__name__}: {e}")[:500]
 
-    def _success(self, key: str, req: LLMRequest, completion, attempts: int) -> LLMResult:
+    def _success(self, key, req, completion, attempts, state=None, resv=None) -> LLMResult:
+        usage = getattr(completion, "usage", None)
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
+        ct = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
+        usd = cost_usd(self._price(self._model_of(req)), pt, ct)
+        spend = {
+            "key": key,
+            "prompt_tokens": pt,
+            "completion_tokens": ct,
+            "cost_usd": usd,
+            "source": "online",
+        }
         choices = getattr(completion, "choices", None)
         if not choices:
+            if pt or ct:  # billed without an answer: book it, keep the reservation for the retry
+                self._settle(state, resv, spend, release=False)
             raise ValueError("response has no choices")
         choice = choices[0]
         if req.kind == "chat":
@@ -319,12 +438,9 @@ class LLMClient:
         else:
             text = choice.text
         if text is None:
+            self._settle(state, resv, spend if (pt or ct) else None)
             raise _NotRetryable(f"empty answer (finish_reason={choice.finish_reason!r})")
-        usage = completion.usage
-        pt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
-        ct = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
         model = getattr(completion, "model", None) or self._model_of(req)
-        usd = cost_usd(self._price(self._model_of(req)), pt, ct)
         row = {
             "key": key,
             "model": model,
@@ -335,10 +451,10 @@ class LLMClient:
             "cost_usd": usd,
             "system_fingerprint": getattr(completion, "system_fingerprint", None),
             "source": "online",
+            "logprobs": _logprobs_json(choice),
         }
-        self._record_spend(pt, ct, usd)
-        if self._cache is not None:
-            self._cache.put(row)  # committed now: a SIGKILL after this line never re-sends this request
+        # answer, spend and release in one commit: a SIGKILL after this line never re-sends or re-pays it
+        self._settle(state, resv, spend, row)
         return self._result_from_row(row, cached=False, attempts=attempts)
 
     def _record_spend(self, pt: int, ct: int, usd: float) -> None:
@@ -362,6 +478,7 @@ class LLMClient:
             system_fingerprint=row.get("system_fingerprint"),
             cached=cached,
             attempts=attempts,
+            logprobs=json.loads(row["logprobs"]) if row.get("logprobs") else None,
         )
 
     # ------------------------------------------------------------------ batch API
@@ -429,6 +546,7 @@ class LLMClient:
     ) -> list[LLMResult]:
         if self._cache is None:
             raise ValueError("run_batch needs a cache_path: batch answers are imported into the cache")
+        requests = [self._prepare(r) for r in requests]
         keys = [self.key_for(r) for r in requests]
         unique = dict(zip(keys, requests, strict=True))
         client = self._openai(max_retries=self.max_retries)  # batch management calls: openai's own retries
@@ -546,7 +664,7 @@ class LLMClient:
             self._record_spend(row["prompt_tokens"], row["completion_tokens"], row["cost_usd"])
             errors.pop(row["key"], None)
             imported.add(row["key"])
-        self._cache.put_many(rows)
+        self._cache.put_many(rows, book=True)
 
     def _row_from_body(self, key: str, body: dict) -> dict:
         choice = body["choices"][0]
@@ -573,13 +691,46 @@ class _NotRetryable(Exception):
     pass
 
 
+class _Reservation:
+    """The worst-case cost held for one request while it is in flight."""
+
+    __slots__ = ("token", "usd", "held")
+
+    def __init__(self, usd: float):
+        import uuid
+
+        self.token, self.usd, self.held = uuid.uuid4().hex, usd, False
+
+
+def _logprobs_json(choice) -> str | None:
+    """The answer tokens' top logprobs as JSON (for soft labels), or None when the server sent none."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return json.dumps(
+        [
+            {"token": t.token, "logprob": t.logprob,
+             "top_logprobs": [{"token": a.token, "logprob": a.logprob} for a in (t.top_logprobs or [])]}
+            for t in content
+        ]
+    )  # fmt: skip
+
+
 class _RunState:
-    """Per-run shared state of the workers: limiters, a global pause (server said wait), budget stop."""
+    """Per-run shared state of the workers: limiters, a global pause (server said wait), budget releases."""
 
     def __init__(self, rpm: TokenBucket, tpm: TokenBucket):
         self.rpm, self.tpm = rpm, tpm
         self.pause_until = 0.0
-        self.budget_stop = False
+        self.released = asyncio.Event()  # a reservation was dropped: budget waiters look again
+
+    async def wait_release(self) -> None:
+        # other processes sharing the cache release too, unseen here: look again after a short wait
+        try:
+            await asyncio.wait_for(self.released.wait(), 0.05)
+        except TimeoutError:
+            pass
+        self.released.clear()
 
     def pause_for(self, seconds: float) -> None:
         self.pause_until = max(self.pause_until, time.monotonic() + seconds)

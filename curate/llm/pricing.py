@@ -45,3 +45,27 @@ def cost_usd(
 def estimate_prompt_tokens(request) -> int:
     n_messages = len(request.messages or []) if request.kind == "chat" else 1
     return int(math.ceil(request.prompt_chars() / CHARS_PER_TOKEN)) + MESSAGE_OVERHEAD_TOKENS * n_messages
+
+
+# chat templates add role markers per message and sometimes a default system prompt (Qwen, Llama 3.1)
+WORST_MESSAGE_OVERHEAD_TOKENS = 8
+WORST_TEMPLATE_OVERHEAD_TOKENS = 64
+
+
+def worst_case_prompt_tokens(request, tokenizer=None) -> int:
+    """An upper bound on the prompt tokens a provider will bill for ``request``.
+
+    With ``tokenizer`` (anything with ``encode(text) -> list``): its count per message; without one, the
+    UTF-8 byte count, which no byte-level BPE tokenizer (GPT, Llama 3, Qwen, ...) can exceed. Both add
+    a chat template's overhead.
+
+    >>> from curate.llm.types import LLMRequest
+    >>> worst_case_prompt_tokens(LLMRequest(messages=[{"role": "user", "content": "héllo"}]))
+    78
+    """
+    texts = request.prompt_texts()
+    if tokenizer is not None:
+        counted = sum(len(tokenizer.encode(t)) for t in texts)
+    else:
+        counted = sum(len(t.encode("utf-8")) for t in texts)
+    return counted + WORST_MESSAGE_OVERHEAD_TOKENS * len(texts) + WORST_TEMPLATE_OVERHEAD_TOKENS

@@ -39,6 +39,8 @@ class LLMRequest:
     top_p: float | None = None
     model: str | None = None  # overrides the client's model for this request
     extra_body: dict | None = None  # extra sampling params for compatible servers (vLLM...), part of the key
+    response_format: dict | None = None  # e.g. {"type": "json_schema", "json_schema": {...}}
+    top_logprobs: int | None = None  # ask for the top-k logprobs of each answer token (chat)
     metadata: dict = field(default_factory=dict)  # NOT part of the key
 
     def __post_init__(self):
@@ -61,6 +63,10 @@ class LLMRequest:
             "top_p": self.top_p,
             "extra_body": self.extra_body,
         }
+        if self.response_format is not None:
+            payload["response_format"] = self.response_format
+        if self.top_logprobs is not None:
+            payload["top_logprobs"] = self.top_logprobs
         if self.kind == "chat":
             payload["messages"] = self.messages
         else:
@@ -76,8 +82,30 @@ class LLMRequest:
         """Content hash without the client's model (use ``LLMClient.key_for`` for the cache key)."""
         return self.key_for(None)
 
-    def body(self, model: str) -> dict:
-        """The JSON body sent to /v1/chat/completions or /v1/completions."""
+    def sdk_kwargs(self, model: str) -> dict:
+        """Keyword arguments for the openai SDK's ``create()``: the parameters it names, and everything
+        else (``top_k``, ``repetition_penalty``, ``guided_json``, ...) under ``extra_body=``, which the
+        SDK merges into the JSON body (unknown keyword arguments would be a TypeError).
+
+        >>> r = LLMRequest(messages=[{"role": "user", "content": "hi"}], extra_body={"top_k": 20, "n": 1})
+        >>> kw = r.sdk_kwargs("m"); kw["extra_body"], kw["n"]
+        ({'top_k': 20}, 1)
+        """
+        from curate.llm.config import SDK_PARAMS
+
+        body = self.body(model, with_extra=False)
+        extra = {}
+        for name, value in (self.extra_body or {}).items():
+            if name in SDK_PARAMS:
+                body[name] = value
+            else:
+                extra[name] = value
+        if extra:
+            body["extra_body"] = extra
+        return body
+
+    def body(self, model: str, with_extra: bool = True) -> dict:
+        """The JSON body sent to /v1/chat/completions or /v1/completions (Batch API lines use it as is)."""
         body: dict[str, Any] = {
             "model": self.model or model,
             "temperature": self.temperature,
@@ -93,9 +121,21 @@ class LLMRequest:
             body["stop"] = self.stop
         if self.top_p is not None:
             body["top_p"] = self.top_p
-        if self.extra_body:
+        if self.response_format is not None:
+            body["response_format"] = self.response_format
+        if self.top_logprobs is not None:
+            if self.kind == "chat":
+                body["logprobs"], body["top_logprobs"] = True, self.top_logprobs
+            else:
+                body["logprobs"] = self.top_logprobs
+        if with_extra and self.extra_body:
             body.update(self.extra_body)
         return body
+
+    def prompt_texts(self) -> list[str]:
+        if self.kind == "chat":
+            return [str(m.get("content") or "") for m in self.messages or []]
+        return [self.prompt or ""]
 
     def prompt_chars(self) -> int:
         if self.kind == "chat":
@@ -118,3 +158,5 @@ class LLMResult:
     system_fingerprint: str | None = None
     cached: bool = False
     attempts: int = 0
+    logprobs: list | None = None  # [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}] when asked
+    budget_left_usd: float | None = None  # set on budget_exhausted results: what the cap still allowed
