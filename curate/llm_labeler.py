@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Iterable
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from loguru import logger
 
-BINARY_PROMPT = """Here is a code snippet:
+from curate.llm.config import LLMConfig  # pydantic only: cheap, and recipes validate `llm:` against it
+
+BINARY_QUESTION = """Here is a code snippet:
 
 ```
 {text}
 ```
 
-Determine its educational value for a student whose goal is to learn basic coding concepts.
-Answer with exactly one word: "high" or "low"."""
+Determine its educational value for a student whose goal is to learn basic coding concepts."""
 
-SCALE_PROMPT = """Below is a code snippet. Evaluate whether it has high educational value and could be
+SCALE_QUESTION = """Below is a code snippet. Evaluate whether it has high educational value and could be
 useful in teaching basic coding concepts to a student, using the additive 5-point scoring system below.
 Points accumulate for each criterion met:
 
@@ -39,49 +39,32 @@ Points accumulate for each criterion met:
 
 ```
 {text}
-```
+```"""
 
-After a brief justification (up to 100 words), end with the line: "Educational score: <points>"."""
-
+# (scale, answer format) -> the closing instruction and the completion cap
+ANSWER_FORMS = {
+    ("binary", "json"): ('Answer in JSON: {"label": "high"} or {"label": "low"}.', 16),
+    ("binary", "word"): ('Answer with exactly one word, "high" or "low", and nothing else.', 4),
+    ("0-5", "json"): ('Answer in JSON: {"justification": "<up to 100 words>", "score": <points>}.', 320),
+    ("0-5", "word"): ("Answer with the total points only: one digit from 0 to 5, and nothing else.", 4),
+}
+BINARY_PROMPT = BINARY_QUESTION + "\n" + ANSWER_FORMS[("binary", "word")][0]
+SCALE_PROMPT = SCALE_QUESTION + "\n\n" + ANSWER_FORMS[("0-5", "word")][0]
 SCALES = ("binary", "0-5")
-_BIN_EXPLICIT = re.compile(
-    r"(?:answer|label|rating|value|verdict|educational value)\s*(?:is|:|=|-)?\s*[\"'*`]*\s*(high|low)\b"
-)
-_BIN_ANY = re.compile(r"\b(high|low)\b")
-_BIN_FIRST = re.compile(r"^\W*(high|low)\b")
-_SCORE_EXPLICIT = re.compile(
-    r"(?:educational score|score|rating|points?)\s*(?:is|:|=|-)?\s*[*`\"']*\s*([0-5])\b(?!\.\d)"
-)
-_SCORE_OF_5 = re.compile(r"\b([0-5])\s*(?:/|out of)\s*5\b")
-_SCORE_ALONE = re.compile(r"^\W*([0-5])\W*$")
+TOP_LOGPROBS = 10
 
 
 def parse_label(text: str | None, scale: str = "binary") -> str | None:
-    """The label in a model's answer, or None when it cannot be told.
+    """The label in a model's answer, or None when it cannot be told (see ``curate.llm.answers``).
 
-    >>> parse_label("High."), parse_label("**Answer:** low"), parse_label("maybe")
-    ('high', 'low', None)
+    >>> parse_label("High."), parse_label("**Answer:** low"), parse_label("Not high."), parse_label("maybe")
+    ('high', 'low', 'low', None)
     >>> parse_label("Clear helper functions.\\nEducational score: 4", "0-5"), parse_label("3/5", "0-5")
     ('4', '3')
     """
-    if not text:
-        return None
-    t = text.strip().lower()
-    if scale == "binary":
-        explicit = _BIN_EXPLICIT.findall(t)
-        if explicit:
-            return explicit[-1]
-        first = _BIN_FIRST.match(t)
-        if first:
-            return first.group(1)
-        found = set(_BIN_ANY.findall(t))
-        return found.pop() if len(found) == 1 else None
-    for pattern in (_SCORE_EXPLICIT, _SCORE_OF_5):
-        hits = pattern.findall(t)
-        if hits:
-            return hits[-1]  # the final verdict comes last, after the justification
-    alone = _SCORE_ALONE.match(t)
-    return alone.group(1) if alone else None
+    from curate.llm.answers import read_label
+
+    return read_label(text, scale)[0]
 
 
 def in_sample(doc_id: str, sample_rate: float) -> bool:
@@ -95,30 +78,36 @@ def in_sample(doc_id: str, sample_rate: float) -> bool:
 class LLMQualityLabeler(PipelineStep):
     """Label a sample of documents with an LLM's rating of their educational value.
 
-    Sets metadata ``quality_label`` ("high"/"low", or "0".."5" with ``scale="0-5"``), ``label_source``
-    (the model), ``prompt_hash``; unparseable answers get ``label_error="unparseable"`` and
-    ``label_raw`` (the raw text); failed requests get ``label_error`` (the reason). Documents outside
-    the sample pass through untouched. Nothing is dropped.
+    Sets metadata ``quality_label`` ("high"/"low", or "0".."5" with ``scale="0-5"``), ``quality_label_soft``
+    (P(high), or the expected score, from the top logprobs when the endpoint returns them),
+    ``label_finish_reason``, ``label_source`` (the model) and ``prompt_hash``. An answer that names no
+    label gets ``label_error="unparseable"`` (``"truncated"`` when cut by max_tokens), one that names
+    conflicting labels ``"ambiguous"`` (never a guess), both with ``label_raw``; a failed request gets
+    its reason, and ``budget_exhausted`` comes with ``label_budget_left_usd``. Nothing is dropped.
+
+    The answer is asked for as JSON under a strict schema (``response_format``) unless
+    ``llm.structured_output="off"``; with ``"auto"`` an endpoint that rejects the schema (HTTP 400) is
+    asked again for a single word.
 
     Example (recipe)::
 
         - uses: llm_quality_labeler
-          with: {model: gpt-4o-mini, base_url: "${endpoint}", cache_path: "${out}/llm_cache.sqlite",
-                 max_documents: 100000, budget_usd: 200}
+          with: {llm: {model: gpt-4o-mini, base_url: "${endpoint}", cache_path: "${out}/llm_cache.sqlite",
+                       budget_usd: 200, extra_body: {top_k: 20}}, max_documents: 100000}
 
-    >>> labeler = LLMQualityLabeler(model="gpt-4o-mini", cache_path="out/llm_cache.sqlite", sample_rate=0.01)
+    >>> labeler = LLMQualityLabeler({"model": "gpt-4o-mini", "cache_path": "out/llm_cache.sqlite"}, sample_rate=0.01)
+    >>> labeler.llm.max_tokens, labeler.request_for(Document("x = 1", "d")).response_format["type"]
+    (16, 'json_schema')
 
     Args:
-        model, base_url, api_key_env, cache_path, max_concurrency, rpm, tpm, max_retries, timeout_s,
-            prices: passed to ``LLMClient`` (the key is read from ``api_key_env`` in the environment).
-        budget_usd: total budget; each of ``world_size`` tasks gets an equal share (a hard cap).
+        llm: the :class:`curate.llm.LLMConfig` (or its keys as a dict). ``budget_usd`` caps the
+            cumulative spend of its cache over every task and run (without a cache: per task, split).
         scale: "binary" (the paper) or "0-5" (FineWeb-Edu style).
-        prompt: template with ``{text}``; default: the paper's question for the chosen scale.
+        prompt: template with ``{text}``; default: the paper's question plus the answer instruction.
         system_prompt: optional system message.
         sample_rate: fraction of documents labeled, chosen by id hash (deterministic).
         max_documents: cap on labeled documents over all tasks (each task: ceil(max/world_size)).
         max_chars: documents are cut to this many characters in the prompt (cost control).
-        max_tokens: completion cap (default 8 for binary, 256 for 0-5).
         mode: "online" (concurrent requests) or "batch" (OpenAI Batch API; same cache, same labels).
         batch_size: documents per client call (online default 256; batch mode default: the whole shard).
         overwrite: relabel documents that already have a ``quality_label``.
@@ -129,31 +118,17 @@ class LLMQualityLabeler(PipelineStep):
 
     def __init__(
         self,
-        model: str = "gpt-4o-mini",
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        cache_path: str | None = "out/llm_cache.sqlite",
+        llm: LLMConfig | None = None,
         scale: str = "binary",
         prompt: str | None = None,
         system_prompt: str | None = None,
         sample_rate: float = 1.0,
         max_documents: int | None = None,
         max_chars: int = 6000,
-        max_tokens: int | None = None,
-        temperature: float = 0.0,
-        seed: int | None = None,
         mode: str = "online",
         batch_size: int | None = None,
-        max_concurrency: int = 16,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_retries: int = 6,
-        timeout_s: float = 60.0,
-        budget_usd: float | None = None,
-        prices: dict | None = None,
         poll_interval_s: float = 30.0,
         overwrite: bool = False,
-        client_kwargs: dict | None = None,
     ):
         super().__init__()
         if scale not in SCALES:
@@ -162,52 +137,65 @@ class LLMQualityLabeler(PipelineStep):
             raise ValueError(f"mode must be 'online' or 'batch', not {mode!r}")
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in [0, 1], not {sample_rate}")
-        self.model = model
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.cache_path = cache_path
+        config = LLMConfig.coerce(llm)
         self.scale = scale
-        self.prompt = prompt or (BINARY_PROMPT if scale == "binary" else SCALE_PROMPT)
-        if "{text}" not in self.prompt:
+        self.answer_format = "word" if config.structured_output == "off" else "json"
+        self.llm = config.with_defaults(
+            cache_path="out/llm_cache.sqlite",
+            temperature=0.0,
+            max_tokens=ANSWER_FORMS[(scale, self.answer_format)][1],
+        )
+        self.custom_prompt = prompt
+        if prompt is not None and "{text}" not in prompt:
             raise ValueError("prompt must contain the placeholder {text}")
         self.system_prompt = system_prompt
         self.sample_rate = sample_rate
         self.max_documents = max_documents
         self.max_chars = max_chars
-        self.max_tokens = max_tokens or (8 if scale == "binary" else 256)
-        self.temperature = temperature
-        self.seed = seed
         self.mode = mode
         self.batch_size = batch_size
-        self.client_kwargs = dict(
-            model=model, base_url=base_url, api_key_env=api_key_env, cache_path=cache_path,
-            max_concurrency=max_concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries, timeout_s=timeout_s,
-            prices=prices, **(client_kwargs or {}),
-        )  # fmt: skip
-        self.budget_usd = budget_usd
         self.poll_interval_s = poll_interval_s
         self.overwrite = overwrite
-        self.prompt_hash = hashlib.sha256(
-            f"{self.scale}\n{self.system_prompt or ''}\n{self.prompt}".encode()
-        ).hexdigest()[:16]
         self._client = None
 
+    @property
+    def prompt(self) -> str:
+        if self.custom_prompt is not None:
+            return self.custom_prompt
+        question = BINARY_QUESTION if self.scale == "binary" else SCALE_QUESTION
+        return question + "\n\n" + ANSWER_FORMS[(self.scale, self.answer_format)][0]
+
+    @property
+    def prompt_hash(self) -> str:
+        blob = f"{self.scale}\n{self.answer_format}\n{self.system_prompt or ''}\n{self.prompt}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     def make_client(self, world_size: int = 1):
-        """The ``LLMClient`` this step uses (budget split over ``world_size`` tasks)."""
+        """The ``LLMClient`` this step uses. With a cache the budget caps the cache's cumulative spend
+        (shared by every task); without one each of ``world_size`` tasks gets an equal share."""
         from curate.llm import LLMClient
 
-        budget = None if self.budget_usd is None else self.budget_usd / max(1, world_size)
-        return LLMClient(budget_usd=budget, **self.client_kwargs)
+        config = self.llm
+        if config.cache_path is None and config.budget_usd is not None:
+            config = config.model_copy(update={"budget_usd": config.budget_usd / max(1, world_size)})
+        return LLMClient(config)
 
     def request_for(self, doc: Document):
         """The LLMRequest that labels ``doc`` (its id travels in metadata, outside the cache key)."""
         from curate.llm import LLMRequest
+        from curate.llm.answers import label_response_format
 
         messages = [{"role": "user", "content": self.prompt.replace("{text}", doc.text[: self.max_chars])}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        return LLMRequest(messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
-                          seed=self.seed, metadata={"id": doc.id})  # fmt: skip
+        cfg = self.llm
+        if self.answer_format == "json":
+            max_tokens, response_format = cfg.max_tokens, label_response_format(self.scale)
+        else:  # asked again for a word after a schema refusal: a word's cap, not the JSON one
+            max_tokens, response_format = min(cfg.max_tokens, ANSWER_FORMS[(self.scale, "word")][1] * 4), None
+        return LLMRequest(messages=messages, temperature=cfg.temperature, max_tokens=max_tokens, seed=cfg.seed,
+                          top_p=cfg.top_p, response_format=response_format,
+                          top_logprobs=TOP_LOGPROBS if cfg.logprobs else None, metadata={"id": doc.id})  # fmt: skip
 
     def select(self, docs: Iterable[Document], world_size: int = 1) -> list[Document]:
         """The documents of ``docs`` this step would label (sample + cap), in order; for dry runs too."""
@@ -256,37 +244,66 @@ class LLMQualityLabeler(PipelineStep):
         if to_label:
             self._label(to_label)
         yield from buffer
-        u = self._client.usage
+        u, b = self._client.usage, self._client.budget_summary()
         logger.info(
             f"LLMQualityLabeler rank {rank}: {u['requests']} labels requested, {u['cached']} cached, "
-            f"{u['failed']} failed, {u['budget_exhausted']} over budget, {u['retries']} retries, ${u['cost_usd']:.4f}"
+            f"{u['failed']} failed, {u['budget_exhausted']} over budget, {u['retries']} retries, "
+            f"${b['spent_this_run_usd']:.4f} this run, ${b['spent_total_usd']:.4f} in total on this cache"
         )
 
-    def _label(self, docs: list[Document]) -> None:
+    def _ask(self, docs: list[Document]) -> list:
         requests = [self.request_for(d) for d in docs]
+        if self.mode == "batch":
+            return self._client.run_batch(requests, poll_interval_s=self.poll_interval_s)
+        return self._client.run(requests)
+
+    def _label(self, docs: list[Document]) -> None:
         with self.track_time(unit="batch"):
-            if self.mode == "batch":
-                results = self._client.run_batch(requests, poll_interval_s=self.poll_interval_s)
-            else:
-                results = self._client.run(requests)
+            results = self._ask(docs)
+            refused = [i for i, r in enumerate(results) if _schema_refused(r)]
+            if refused and self.answer_format == "json" and self.llm.structured_output == "auto":
+                logger.warning("LLMQualityLabeler: the endpoint rejects response_format; asking for one word")
+                self.answer_format = "word"
+                self.llm = self.llm.model_copy(update={"logprobs": False})
+                for i, res in zip(refused, self._ask([docs[i] for i in refused]), strict=True):
+                    results[i] = res
         for doc, res in zip(docs, results, strict=True):
-            md = doc.metadata
-            md["label_source"] = self.model
-            md["prompt_hash"] = self.prompt_hash
-            if not res.ok:
-                md["label_error"] = res.error or "unknown error"
-                self.stat_update("budget_exhausted" if res.error == "budget_exhausted" else "request_failed")
-                continue
-            label = parse_label(res.text, self.scale)
-            if label is None:
-                md["label_error"] = "unparseable"
-                md["label_raw"] = (res.text or "")[:2000]
-                self.stat_update("unparseable")
-                continue
-            md["quality_label"] = label
-            md.pop("label_error", None)
-            md.pop("label_raw", None)
-            self.stat_update("labeled")
-            self.stat_update(f"label_{label}")
-            if res.cached:
-                self.stat_update("label_cached")
+            self._record(doc, res)
+
+    def _record(self, doc: Document, res) -> None:
+        from curate.llm.answers import read_label, soft_label
+
+        md = doc.metadata
+        md["label_source"] = self.llm.model
+        md["prompt_hash"] = self.prompt_hash
+        for stale in ("label_error", "label_raw", "quality_label_soft", "label_budget_left_usd"):
+            md.pop(stale, None)
+        if not res.ok:
+            md["label_error"] = res.error or "unknown error"
+            if res.error == "budget_exhausted":
+                md["label_budget_left_usd"] = res.budget_left_usd
+            self.stat_update("budget_exhausted" if res.error == "budget_exhausted" else "request_failed")
+            return
+        md["label_finish_reason"] = res.finish_reason
+        label, problem = read_label(res.text, self.scale)
+        if label is None:
+            md["label_error"] = (
+                "truncated" if problem == "unparseable" and res.finish_reason == "length" else problem
+            )
+            md["label_raw"] = (res.text or "")[:2000]
+            self.stat_update(md["label_error"])
+            return
+        md["quality_label"] = label
+        soft = soft_label(res.logprobs, label, self.scale)
+        if soft is not None:
+            md["quality_label_soft"] = round(soft, 6)
+        self.stat_update("labeled")
+        self.stat_update(f"label_{label}")
+        if res.cached:
+            self.stat_update("label_cached")
+
+
+def _schema_refused(result) -> bool:
+    """A 400 naming response_format: the endpoint has no structured output (older vLLM, some proxies)."""
+    error = (result.error or "").lower()
+    return not result.ok and "400" in error and "response_format" in error
