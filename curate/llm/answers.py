@@ -22,7 +22,7 @@ _NUM = r"(\d+(?:\.\d+)?|zero|one|two|three|four|five)"
 _NEGATION = re.compile(r"\b(?:not|no|never|hardly|neither|nor|without|cannot)\b|n't\b")
 _NOT_NEGATION = re.compile(r"\b(?:not only|not just|no doubt|without (?:a )?doubt|no question)\b")
 _CLAUSE_BREAK = re.compile(
-    r"[.?!;:,\n()\[\]—–]|\b(?:but|rather|instead|however|though|although|yet|whereas)\b"
+    r"[.?!;:,\n()\[\]—–]|\s-+\s|\b(?:but|rather|instead|however|though|although|yet|whereas)\b"
 )
 _SENTENCE_BREAK = re.compile(r"[.?!\n]")
 _VERDICT_CUE = re.compile(
@@ -138,7 +138,10 @@ def read_score(text: str) -> tuple[str | None, str | None]:
     claims = sorted(_score_claims(t, _OUT_OF, True) + _score_claims(t, _GIVE, False))
     if not claims:
         alone = re.fullmatch(r"\W*" + _NUM + r"\W*", t.strip())
-        return (_score_value(alone.group(1), None), None) if alone else (None, UNPARSEABLE)
+        if not alone:
+            return None, UNPARSEABLE
+        value = _score_value(alone.group(1), None)
+        return (None, AMBIGUOUS) if value == AMBIGUOUS else (value, None)
     return _decide([(value, marked) for _, value, marked in claims])
 
 
@@ -164,8 +167,8 @@ def _from_json(text: str, scale: str) -> tuple[str | None, str | None] | None:
         return None
     try:
         obj = json.loads(stripped)
-    except json.JSONDecodeError:
-        return None  # cut by max_tokens, say: the text reader looks at what is there
+    except json.JSONDecodeError:  # cut by max_tokens, say: its justification is no verdict
+        return None, UNPARSEABLE
     if not isinstance(obj, dict):
         return None
     value = obj.get("label" if scale == "binary" else "score")
