@@ -322,11 +322,17 @@ def _plots(report: dict, data: dict) -> list[tuple[str, str]]:
     cons = data.get("constraints") or {}
     if cons:
         keys = list(cons)[:8]
-        fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3), squeeze=False)
-        for ax, k in zip(axes[0], keys, strict=False):
+        # at most 4 panels a row: 8 panels side by side were 1716 px wide in a 1000 px page
+        ncols = min(4, len(keys))
+        nrows = -(-len(keys) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols, 2.5 * nrows), squeeze=False)
+        for ax, k in zip(axes.flat, keys, strict=False):
             ax.bar(range(len(cons[k])), sorted(cons[k].values(), reverse=True))
             ax.set_title(f"{k} ({len(cons[k])} values)", fontsize=9)
             ax.set_xticks([])
+        for ax in list(axes.flat)[len(keys) :]:
+            ax.set_visible(False)
+        fig.tight_layout()
         out.append(("Constraint-grid coverage (rows per value)", _png(fig)))
     return out
 
@@ -340,7 +346,10 @@ def _html(report: dict, plots: list[tuple[str, str]]) -> str:
         return f"<table>{rows}</table>"
 
     figs = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'/>" for t, b in plots)
-    style = "body{font-family:sans-serif;max-width:1000px;margin:auto}th{text-align:left;padding-right:1em}td{font-family:monospace}"
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:auto}th{text-align:left;padding-right:1em}"
+        "td{font-family:monospace}img{max-width:100%;height:auto}"
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Diversity report</title><style>{style}</style></head>"
         f"<body><h1>Diversity report</h1><p>{html.escape(report.get('input_dir', ''))}</p>{table(report)}{figs}</body></html>"

@@ -202,6 +202,29 @@ def _has_checks(tree: ast.Module) -> bool:
     return False
 
 
+def _parses_with_checks(code: str) -> bool:
+    return syntax_error(code) is None and _has_checks(ast.parse(code))
+
+
+def _split_inline_tests(solution: str) -> tuple[str, str]:
+    """One block holding the function and its checks: (definitions, the top-level checks after them).
+
+    >>> _split_inline_tests("def f():\\n    return 1\\n\\nassert f() == 1\\n")
+    ('def f():\\n    return 1', 'assert f() == 1')
+    """
+    tree = ast.parse(solution)
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    for k, node in enumerate(tree.body):
+        rest = tree.body[k:]
+        is_test = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+        if (is_test or not isinstance(node, definitions)) and _has_checks(
+            ast.Module(body=rest, type_ignores=[])
+        ):
+            lines = solution.splitlines()
+            return "\n".join(lines[: node.lineno - 1]).rstrip(), "\n".join(lines[node.lineno - 1 :]).strip()
+    return solution, ""
+
+
 def parse_exercise(
     text: str | None, function_name: str | None = None, finish_reason: str | None = None
 ) -> ParsedExercise:
@@ -252,10 +275,10 @@ def parse_exercise(
     ex.signature = _signature(fn)
     ex.docstring = ast.get_docstring(fn) or (sections.get("docstring") or "").strip()
     tests = _first_code(sections["test"]) if "test" in sections else None
-    if tests is None:
-        tests = next(
-            (c for c in code_blocks if c is not solution and re.search(r"^\s*assert\b", c, re.M)), None
-        )
+    if tests is None:  # no headed section: another block that checks something, or the solution's own checks
+        tests = next((c for c in code_blocks if c is not solution and _parses_with_checks(c)), None)
+    if tests is None and "test" not in sections:
+        ex.solution, tests = _split_inline_tests(solution)
     if not tests or not tests.strip():
         ex.reason = "no_tests"
         return ex

@@ -161,3 +161,26 @@ def test_embedding_coverage_with_the_bundled_model(tmp_path):
     diverse = write_diversity_report(tmp_path / "s", tmp_path / "rs")["embedding"]
     narrow = write_diversity_report(tmp_path / "d", tmp_path / "rd")["embedding"]
     assert diverse["vendi_score"] > 2 * narrow["vendi_score"]
+
+
+def test_report_images_fit_the_page(tmp_path):
+    """Issue 12: the constraint-coverage image of 8 keys was 1716 px wide in a 1000 px page and cut off."""
+    import base64
+    import re
+    import struct
+
+    keys = ["topic", "difficulty", "style", "audience", "length", "library", "concept", "format"]
+    docs = [
+        Document(f"def f{i}(x):\n    return x + {i}\n", f"d{i}",
+                 metadata={"constraints": {k: f"{k}-{(i * (j + 1)) % 7}" for j, k in enumerate(keys)}})
+        for i in range(60)
+    ]  # fmt: skip
+    _write(tmp_path / "ex", docs)
+    write_diversity_report(tmp_path / "ex", tmp_path / "rep", embed=False, near=False)
+    page = (tmp_path / "rep" / "diversity.html").read_text()
+    assert "max-width:1000px" in page and "img{max-width:100%" in page
+    images = re.findall(r"<h2>([^<]+)</h2><img src='data:image/png;base64,([^']+)'", page)
+    assert any(title.startswith("Constraint-grid coverage") for title, _ in images)
+    for title, data in images:
+        width, height = struct.unpack(">II", base64.b64decode(data)[16:24])  # the PNG IHDR chunk
+        assert width <= 1000, (title, width)

@@ -152,3 +152,30 @@ def test_ast_fingerprint_and_dedup_reasons():
         "3": ("duplicate_solution", "1"),
         "4": ("function_name_collision", "1"),
     }
+
+
+def test_headerless_stub_passing_answers_are_named_for_what_they_are(validator):
+    """Issue 12: answers without section headers whose tests pass on a stub were rejected as `no_tests`."""
+    solution = "def vac(xs):\n    '''Sorted unique values.'''\n    return sorted(set(xs))\n"
+    answers = {
+        "separate_test_function": f"```python\n{solution}```\n\n```python\ndef test_vac():\n    vac([1])\n```\n",
+        "checks_in_the_same_block": f"```python\n{solution}\nassert True\nvac([1])\n```\n",
+        "test_function_in_the_same_block": f"```python\n{solution}\ndef test_vac():\n    assert vac([1]) or True\n```\n",
+    }
+    for name, text in answers.items():
+        parsed = parse_exercise(text, "vac")
+        assert parsed.reason is None and "def vac" in parsed.solution and "vac([1])" in parsed.tests, name
+        assert "vac([1])" not in parsed.solution, name
+    docs = [
+        Document(text=t, id=n, metadata={"constraints": {"function_name": "vac"}, "finish_reason": "stop"})
+        for n, t in answers.items()
+    ]
+    verdicts = validator.filter_batch(docs)
+    assert verdicts == [(False, "tests_pass_on_stub")] * 3
+    # a headerless answer whose inline checks are real still passes
+    good = f"```python\n{solution}\nassert vac([3, 1, 3]) == [1, 3]\n```\n"
+    doc = Document(
+        text=good, id="good", metadata={"constraints": {"function_name": "vac"}, "finish_reason": "stop"}
+    )
+    assert validator.filter_batch([doc]) == [True]
+    assert doc.text.strip() == solution.strip()
