@@ -4,6 +4,7 @@
 name: quickstart
 description: one line
 vars: {out: ./textbooks-out/quickstart, tasks: 4}     # ${name} anywhere below; --set name=value overrides
+llm: {model: gpt-4o-mini, budget_usd: 5}              # optional: the LLMConfig of every step/job taking `llm`
 stages:
   - name: filter                                      # a pipeline stage (datatrove executors)
     input: {uses: python_source, with: {preset: stdlib}}   # a reader, {from: STAGE} or {path: SHARD_DIR}
@@ -119,6 +120,7 @@ class Recipe(_Strict):
     name: str
     description: str = ""
     vars: dict[str, Any] = Field(default_factory=dict)
+    llm: dict[str, Any] | None = None  # an LLMConfig for every step/job taking `llm` (its own keys win)
     stages: list[Stage] = Field(min_length=1)
 
 
@@ -226,6 +228,9 @@ def _check_signature(target: Any, params: dict[str, Any], key: str, problems: li
     except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
         hints = {}
     for name, value in params.items():
+        if name == "llm" and name in parameters:
+            _check_llm(value, f"{key}.llm", problems)
+            continue
         if name not in parameters:
             close = difflib.get_close_matches(name, list(parameters), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -249,6 +254,50 @@ def _check_signature(target: Any, params: dict[str, Any], key: str, problems: li
         ):
             if name not in params:
                 problems.append((f"{key}.{name}", "missing required argument"))
+
+
+def _check_llm(value: Any, key: str, problems: list) -> None:
+    """An `llm:` block is an LLMConfig: each bad key is named, e.g. ``stages[1].steps[0].with.llm.extra_bdy``."""
+    from curate.llm.config import LLMConfig
+
+    if value is None:
+        return
+    try:
+        LLMConfig.coerce(value)
+    except (ValidationError, TypeError) as error:
+        if isinstance(error, TypeError):
+            problems.append((key, str(error)))
+            return
+        for e in error.errors():
+            problems.append((".".join([key, *(str(p) for p in e["loc"])]), e["msg"]))
+
+
+def _takes_llm(target: Any) -> bool:
+    function = target.__init__ if inspect.isclass(target) else target
+    try:
+        return "llm" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _apply_recipe_llm(recipe: Recipe) -> None:
+    """The recipe's `llm:` block goes to every step and job that takes `llm`, under their own keys."""
+    if not recipe.llm:
+        return
+    specs = []
+    for stage in recipe.stages:
+        if isinstance(stage, JobStage):
+            specs.append((stage.job, "jobs", stage.with_))
+        else:
+            specs += [(step.uses, "steps", step.with_) for step in stage.steps]
+    for name, kind, with_ in specs:
+        try:
+            target = resolve(name, kind)
+        except UnknownName:
+            continue  # reported by _check_names
+        if _takes_llm(target):
+            own = with_.get("llm") if isinstance(with_.get("llm"), dict) else {}
+            with_["llm"] = {**recipe.llm, **own}
 
 
 def _check_names(recipe: Recipe, problems: list) -> None:
@@ -362,6 +411,8 @@ def load_recipe(ref: str | Path | dict, overrides: list[str] | dict[str, Any] | 
         recipe = Recipe.model_validate(body)
     except ValidationError as error:
         raise RecipeError([(_key(e["loc"]), e["msg"]) for e in error.errors()], source) from None
+    _check_llm(recipe.llm, "llm", problems)
+    _apply_recipe_llm(recipe)
     _check_names(recipe, problems)
     if problems:
         raise RecipeError(problems, source)

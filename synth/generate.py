@@ -28,6 +28,7 @@ from typing import Any
 
 from datatrove.data import Document
 
+from curate.llm.config import LLMConfig
 from synth.prompts import ExercisePromptGenerator, Prompt, TextbookPromptGenerator
 
 KINDS = {
@@ -66,36 +67,6 @@ def build_requests(
         )
         for p in prompts
     ]
-
-
-def _client(
-    model,
-    base_url,
-    api_key_env,
-    cache_path,
-    max_concurrency,
-    rpm,
-    tpm,
-    budget_usd,
-    prices,
-    max_retries,
-    timeout_s,
-):
-    from curate.llm import LLMClient
-
-    return LLMClient(
-        model=model,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        cache_path=cache_path,
-        max_concurrency=max_concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        max_retries=max_retries,
-        timeout_s=timeout_s,
-        budget_usd=budget_usd,
-        prices=prices,
-    )
 
 
 def write_dry_run(prompts: list[Prompt], requests: list, client, output_dir: str | Path) -> dict:
@@ -231,20 +202,7 @@ def generate_synth(
     n: int,
     seed: int = 0,
     start: int = 0,
-    model: str = "gpt-4o-mini",
-    base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    cache_path: str | Path | None = None,
-    budget_usd: float | None = None,
-    prices: dict | None = None,
-    max_concurrency: int = 16,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    max_retries: int = 6,
-    timeout_s: float = 120.0,
-    temperature: float = 0.8,
-    max_tokens: int | None = None,
-    request_seed: int | None = 0,
+    llm: LLMConfig | None = None,
     batch_api: bool = False,
     poll_interval_s: float = 30.0,
     dry_run: bool = False,
@@ -262,9 +220,9 @@ def generate_synth(
     Args:
         kind: ``"textbooks"`` or ``"exercises"``.
         n, seed, start: prompts ``start .. start+n-1`` of the seeded grid.
-        model, base_url, api_key_env, budget_usd, prices, max_concurrency, rpm, tpm, max_retries, timeout_s:
-            passed to :class:`curate.llm.LLMClient` (any OpenAI-compatible endpoint, e.g. vLLM).
-        cache_path: the resume cache (default ``output_dir/.cache/llm.sqlite``).
+        llm: the :class:`curate.llm.LLMConfig` (or its keys): endpoint, limits, budget (a cap on the
+            cache's cumulative spend), ``extra_body`` (vLLM's ``top_k``...). Defaults here: temperature
+            0.8, the kind's max_tokens, request seed 0, cache ``output_dir/.cache/llm.sqlite``.
         batch_api: use the OpenAI Batch API instead of online requests.
         dry_run: write prompts, Batch API files and a cost estimate only (see :func:`write_dry_run`).
         execute: textbooks only: also run each passage's code in the sandbox.
@@ -279,25 +237,19 @@ def generate_synth(
     t0 = time.time()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    max_tokens = max_tokens or KINDS[kind]["max_tokens"]
+    config = LLMConfig.coerce(llm)
+    if config.cache_path is None and not (dry_run and "cache_path" in config.model_fields_set):
+        config = config.model_copy(
+            update={"cache_path": None if dry_run else str(out / ".cache" / "llm.sqlite")}
+        )
+    config = config.with_defaults(temperature=0.8, max_tokens=KINDS[kind]["max_tokens"], seed=0)
     prompts = make_prompts(kind, n, seed=seed, start=start, taxonomies=taxonomies)
-    requests = build_requests(prompts, temperature=temperature, max_tokens=max_tokens, seed=request_seed)
-    cache = cache_path if cache_path is not None else out / ".cache" / "llm.sqlite"
-    if not dry_run:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-    client = _client(
-        model,
-        base_url,
-        api_key_env,
-        None if dry_run and cache_path is None else cache,
-        max_concurrency,
-        rpm,
-        tpm,
-        budget_usd,
-        prices,
-        max_retries,
-        timeout_s,
+    requests = build_requests(
+        prompts, temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed
     )
+    from curate.llm import LLMClient
+
+    client = LLMClient(config)
     if dry_run:
         return {"kind": kind, **write_dry_run(prompts, requests, client, out)}
 
@@ -308,9 +260,6 @@ def generate_synth(
         chunk_size = max(1, len(prompts))
     for b in range(0, len(prompts), chunk_size):
         chunk_p, chunk_r = prompts[b : b + chunk_size], requests[b : b + chunk_size]
-        if pending:  # the budget is spent: stop sending, leave the rest for a rerun
-            pending += len(chunk_p)
-            continue
         results = (
             client.run_batch(chunk_r, poll_interval_s=poll_interval_s) if batch_api else client.run(chunk_r)
         )
@@ -340,7 +289,12 @@ def generate_synth(
         "generated": len(docs),
         "pending": pending,
         **post,
-        "llm": {**dict(llm), "cost_usd": round(client.usage.get("cost_usd", 0.0), 6), "model": model},
+        "llm": {
+            **dict(llm),
+            "cost_usd": round(client.usage.get("cost_usd", 0.0), 6),
+            "model": config.model,
+            **client.budget_summary(),
+        },
         "seed": seed,
         "start": start,
     }

@@ -129,18 +129,13 @@ def _ids(out, sub="data"):
     return {r["id"]: r for r in t}
 
 
+LLM_KEYS = {"budget_usd", "max_concurrency", "prices", "extra_body", "model"}
+
+
 def _run(kind, out, srv, n, **kw):
-    return generate_synth(
-        kind,
-        out,
-        n=n,
-        base_url=srv.base_url,
-        api_key_env=KEY_ENV,
-        max_retries=0,
-        workers=2,
-        sandbox_timeout_s=5,
-        **kw,
-    )
+    llm = {"base_url": srv.base_url, "api_key_env": KEY_ENV, "max_retries": 0}
+    llm.update({k: kw.pop(k) for k in list(kw) if k in LLM_KEYS})
+    return generate_synth(kind, out, n=n, llm=llm, workers=2, sandbox_timeout_s=5, **kw)
 
 
 def test_exercises_keep_exactly_the_valid_ones(openai_server, tmp_path):
@@ -269,8 +264,9 @@ KILL_SCRIPT = """
 import sys
 from synth.diversity import map_to_dict
 from synth.generate import generate_synth
-generate_synth("exercises", sys.argv[1], n=int(sys.argv[2]), base_url=sys.argv[3], api_key_env="{key}",
-               max_retries=0, max_concurrency=2, workers=2, sandbox_timeout_s=5)
+generate_synth("exercises", sys.argv[1], n=int(sys.argv[2]),
+               llm={{"base_url": sys.argv[3], "api_key_env": "{key}", "max_retries": 0, "max_concurrency": 2}},
+               workers=2, sandbox_timeout_s=5)
 """
 
 
@@ -321,3 +317,20 @@ def test_kill_9_mid_generation_then_rerun_resends_nothing_and_matches(openai_ser
     }
     for sub in ("data", "excluded/validate", "excluded/dedup"):
         assert _ids(out, sub) == _ids(tmp_path / "clean", sub), sub
+
+
+def test_exercise_generation_sends_extra_body_and_reports_cumulative_spend(openai_server, tmp_path):
+    """Issue 12: `llm: {extra_body: {top_k: 20}}` reaches the server; the summary shows the cache's total spend."""
+    n = 6
+    prompts = make_prompts("exercises", n, seed=0)
+    srv = openai_server(responder=ExerciseResponder(prompts))
+    first = _run("exercises", tmp_path / "x", srv, n, extra_body={"top_k": 20, "repetition_penalty": 1.05})
+    assert len(srv.received) == n
+    assert all(b["top_k"] == 20 and b["repetition_penalty"] == 1.05 for b in srv.received)
+    assert first["llm"]["spent_total_usd"] == first["llm"]["spent_this_run_usd"] > 0
+    again = _run("exercises", tmp_path / "x", srv, n, extra_body={"top_k": 20, "repetition_penalty": 1.05})
+    assert len(srv.received) == n  # all cached: the same parameters are the same requests
+    assert (
+        again["llm"]["spent_this_run_usd"] == 0
+        and again["llm"]["spent_total_usd"] == first["llm"]["spent_total_usd"]
+    )
