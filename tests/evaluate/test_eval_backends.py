@@ -180,9 +180,7 @@ def test_llm_grading_per_model(openai_server, tmp_path):
     ]
     r = grade_solutions(
         sols,
-        grader_model="grader-x",
-        base_url=srv.base_url,
-        api_key_env="TEXTBOOKS_TEST_KEY",
+        llm={"model": "grader-x", "base_url": srv.base_url, "api_key_env": "TEXTBOOKS_TEST_KEY"},
         output_dir=str(tmp_path),
     )
     assert r["per_model"]["good"]["mean_score"] == 9 and r["per_model"]["bad"]["mean_score"] == 2

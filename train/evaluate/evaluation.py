@@ -168,16 +168,10 @@ def evaluate(
         elif generator is None:
             from train.evaluate.generate import EndpointGenerator
 
-            generator = EndpointGenerator(
-                endpoint_model or "gpt-4o-mini",
-                base_url=endpoint,
-                kind=endpoint_kind,
-                api_key_env=api_key_env,
-                cache_path=cache_path,
-                max_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p if temperature > 0 else None,
-            )
+            llm = {"model": endpoint_model or "gpt-4o-mini", "base_url": endpoint, "api_key_env": api_key_env,
+                   "cache_path": cache_path, "max_tokens": max_new_tokens, "temperature": temperature,
+                   "top_p": top_p if temperature > 0 else None}  # fmt: skip
+            generator = EndpointGenerator(llm, kind=endpoint_kind)
         completions = []
         # one generate call per distinct stop list (all tasks of a format share one)
         groups: dict[tuple, list[int]] = {}

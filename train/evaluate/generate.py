@@ -12,6 +12,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from curate.llm.config import LLMConfig
+
 import json
 import re
 from pathlib import Path
@@ -154,57 +159,37 @@ class EndpointGenerator:
     that restates a whole function is appended after the prompt on its own line, where it replaces
     the prompt's docstring-only stub; an indented answer continues the prompt.
 
+    ``llm`` is the :class:`curate.llm.LLMConfig` (or its keys, or just a model name); sampling defaults
+    here: ``max_tokens`` 512, ``temperature`` 0.
+
     Example:
-        >>> gen = EndpointGenerator("gpt-4o-mini", kind="chat", cache_path="out/llm_cache.sqlite")  # doctest: +SKIP
+        >>> gen = EndpointGenerator({"model": "gpt-4o-mini", "cache_path": "out/llm_cache.sqlite"}, kind="chat")
+        >>> gen.name, gen.llm.max_tokens
+        ('gpt-4o-mini', 512)
     """
 
     CHAT_SYSTEM = "You are an expert Python programmer. Reply with Python code only, in one ```python block."
 
-    def __init__(
-        self,
-        model: str,
-        base_url: str | None = None,
-        kind: str = "completion",
-        api_key_env: str = "OPENAI_API_KEY",
-        cache_path: str | None = None,
-        max_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        max_concurrency: int = 16,
-        budget_usd: float | None = None,
-        client=None,
-    ):
+    def __init__(self, llm: LLMConfig | str | None = None, kind: str = "completion", client=None):
+        from curate.llm.config import LLMConfig
+
         if kind not in ("completion", "chat"):
             raise ValueError(f"kind must be 'completion' or 'chat', not {kind!r}")
-        self.model = model
-        self.base_url = base_url
+        config = LLMConfig.coerce({"model": llm} if isinstance(llm, str) else llm)
+        self.llm = config.with_defaults(max_tokens=512, temperature=0.0)
         self.kind = kind
-        self.api_key_env = api_key_env
-        self.cache_path = cache_path
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.max_concurrency = max_concurrency
-        self.budget_usd = budget_usd
         self._client = client
 
     @property
     def name(self) -> str:
-        return self.model
+        return self.llm.model
 
     @property
     def client(self):
         if self._client is None:
             from curate.llm import LLMClient
 
-            self._client = LLMClient(
-                model=self.model,
-                base_url=self.base_url,
-                api_key_env=self.api_key_env,
-                cache_path=self.cache_path,
-                max_concurrency=self.max_concurrency,
-                budget_usd=self.budget_usd,
-            )
+            self._client = LLMClient(self.llm)
         return self._client
 
     def requests(self, prompts: list[str], stop: list[str], n: int = 1) -> list:
@@ -214,7 +199,8 @@ class EndpointGenerator:
         for i, prompt in enumerate(prompts):
             for s in range(n):
                 # a seed per sample index: distinct cache keys for the n samples of a prompt
-                common = dict(temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p)
+                cfg = self.llm
+                common = dict(temperature=cfg.temperature, max_tokens=cfg.max_tokens, top_p=cfg.top_p)
                 common["seed"] = s if n > 1 else None
                 if self.kind == "completion":
                     req = LLMRequest(kind="completion", prompt=prompt, stop=stop[:4] or None, **common)

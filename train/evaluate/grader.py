@@ -5,6 +5,11 @@ The grader's model and the exact rubric prompt (and its sha256) are recorded wit
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from curate.llm.config import LLMConfig
+
 import hashlib
 import json
 import re
@@ -47,46 +52,40 @@ def parse_score(text: str | None) -> int | None:
 
 def grade_solutions(
     solutions: list[dict] | str,
-    grader_model: str = "gpt-4o-mini",
-    base_url: str | None = None,
+    llm: LLMConfig | None = None,
     output_dir: str | None = None,
     rubric: str = RUBRIC_PROMPT,
-    api_key_env: str = "OPENAI_API_KEY",
-    cache_path: str | None = None,
-    max_tokens: int = 400,
-    budget_usd: float | None = None,
     client=None,
 ) -> dict:
     """Grade solutions with an LLM and aggregate per model.
 
     ``solutions``: dicts (or a JSONL path) with ``model``, ``task_id``, ``problem``, ``solution``.
+    ``llm``: the grader's :class:`curate.llm.LLMConfig` (or its keys); defaults here: max_tokens 400,
+    temperature 0.
     Returns ``{"grader": {...}, "per_model": {model: {"n", "graded", "failed", "mean_score"}}, "rows": [...]}``;
     with ``output_dir``, writes ``grades.jsonl``, ``grades_summary.json`` and ``grades.md``.
 
     Example:
         >>> grade_solutions([{"model": "phi-1", "task_id": "t1", "problem": "Add two numbers.",
-        ...                   "solution": "def add(a, b):\\n    return a + b"}], grader_model="gpt-4o")  # doctest: +SKIP
+        ...                   "solution": "def add(a, b):\\n    return a + b"}], llm={"model": "gpt-4o"})  # doctest: +SKIP
     """
-    from curate.llm import LLMClient, LLMRequest
+    from curate.llm import LLMClient, LLMConfig, LLMRequest
 
+    config = LLMConfig.coerce(llm).with_defaults(max_tokens=400, temperature=0.0)
+    grader_model, base_url = config.model, config.base_url
     if isinstance(solutions, (str, Path)):
         with open(solutions, encoding="utf-8") as f:
             solutions = [json.loads(line) for line in f if line.strip()]
-    client = client or LLMClient(
-        model=grader_model,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        cache_path=cache_path,
-        budget_usd=budget_usd,
-    )
+    client = client or LLMClient(config)
     rubric_sha = hashlib.sha256(rubric.encode()).hexdigest()
     reqs = [
         LLMRequest(
             messages=[
                 {"role": "user", "content": rubric.format(problem=s["problem"], solution=s["solution"])}
             ],
-            temperature=0.0,
-            max_tokens=max_tokens,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            seed=config.seed,
             metadata={"task_id": s.get("task_id"), "model": s.get("model")},
         )
         for s in solutions
