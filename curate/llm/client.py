@@ -43,6 +43,7 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 BATCH_MAX_REQUESTS = 50_000
 BATCH_MAX_BYTES = 200 * 1000 * 1000  # the API's limit is 200 MB; stay at the decimal figure to be safe
 ENDPOINTS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+STALE_WAIT_S = 120.0  # how long a request waits on reservations held only by other processes
 _KEY_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
 
 
@@ -320,14 +321,20 @@ class LLMClient:
         reserved, else the budget left (this request can never fit; smaller ones may)."""
         if self.budget_usd is None:
             return None
+        waited_s = 0.0
         while True:
             ok, left, held = self._try_reserve(resv)
             if ok:
                 resv.held = True
+                state.held += 1
                 return None
             if held <= 1e-12 or resv.usd > left + held + 1e-12:
                 return max(0.0, left)
+            if state.held == 0 and waited_s > STALE_WAIT_S:
+                return max(0.0, left)  # held only by other processes, for long (a dead host's?): give up
+            t0 = time.monotonic()
             await state.wait_release()
+            waited_s += time.monotonic() - t0
 
     def _settle(self, state: _RunState | None, resv: _Reservation | None, spend: dict | None,
                 row: dict | None = None, release: bool = True) -> None:  # fmt: skip
@@ -343,6 +350,7 @@ class LLMClient:
         if held:
             resv.held = False
             if state is not None:
+                state.held -= 1
                 state.released.set()
 
     async def _send_one(self, client, state: _RunState, key: str, req: LLMRequest) -> LLMResult:
@@ -551,6 +559,7 @@ class LLMClient:
         unique = dict(zip(keys, requests, strict=True))
         client = self._openai(max_retries=self.max_retries)  # batch management calls: openai's own retries
         errors: dict[str, str] = {}
+        left_usd: dict[str, float] = {}
         rounds: dict[str, int] = {}
         imported: set[str] = set()
         try:
@@ -566,27 +575,10 @@ class LLMClient:
                 }
                 if not missing:
                     break
-                todo = {}
-                for k, r in missing.items():  # budget: only what the worst case still covers
-                    if self._reserve(self._worst_case_usd(r, batch=True)):
-                        todo[k] = r
-                    else:
-                        errors[k] = "budget_exhausted"
+                todo = self._batch_within_budget(missing, errors, left_usd)
                 if not todo:
                     break
-                with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-                    paths = self.write_batch_files(list(todo.values()), tmp)
-                    batch_ids = []
-                    for path in paths:
-                        endpoint = ENDPOINTS["chat"] if "-chat-" in path.name else ENDPOINTS["completion"]
-                        f = await client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
-                        b = await client.batches.create(
-                            input_file_id=f.id, endpoint=endpoint, completion_window=completion_window
-                        )
-                        n = sum(1 for _ in path.open())
-                        self._cache.record_batch(b.id, self.model, endpoint, n, b.status)
-                        batch_ids.append(b.id)
-                        logger.info(f"LLMClient: submitted batch {b.id} ({n} requests, round {rnd})")
+                batch_ids = await self._submit_batches(client, todo, rnd, completion_window, work_dir)
                 for k in todo:
                     rounds[k] = rnd
                 await self._poll_and_import(client, batch_ids, poll_interval_s, errors, imported)
@@ -606,10 +598,40 @@ class LLMClient:
                     error=errors.get(k) or errors.get("__batch__") or "not answered by any batch",
                     model=self._model_of(unique[k]),
                     attempts=rounds.get(k, 0),
+                    budget_left_usd=left_usd.get(k) if errors.get(k) == "budget_exhausted" else None,
                 )
             results.append(res)
         self._account(results)
         return results
+
+    def _batch_within_budget(self, missing: dict, errors: dict, left_usd: dict) -> dict:
+        """The requests whose worst case (at batch prices) still fits; the others are budget_exhausted."""
+        todo = {}
+        for k, r in missing.items():
+            if self._reserve(self._worst_case_usd(r, batch=True)):
+                todo[k] = r
+            else:
+                errors[k] = "budget_exhausted"
+                left_usd[k] = max(0.0, self.budget_usd - self.total_spent()["cost_usd"] - self._reserved_usd)
+        return todo
+
+    async def _submit_batches(
+        self, client, todo: dict, rnd: int, completion_window: str, work_dir
+    ) -> list[str]:
+        """Upload the request files of ``todo`` and create one batch per file; -> batch ids (recorded)."""
+        batch_ids = []
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            for path in self.write_batch_files(list(todo.values()), tmp):
+                endpoint = ENDPOINTS["chat"] if "-chat-" in path.name else ENDPOINTS["completion"]
+                f = await client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
+                b = await client.batches.create(
+                    input_file_id=f.id, endpoint=endpoint, completion_window=completion_window
+                )
+                n = sum(1 for _ in path.open())
+                self._cache.record_batch(b.id, self.model, endpoint, n, b.status)
+                batch_ids.append(b.id)
+                logger.info(f"LLMClient: submitted batch {b.id} ({n} requests, round {rnd})")
+        return batch_ids
 
     async def _poll_and_import(
         self, client, batch_ids: list[str], poll_interval_s: float, errors: dict[str, str], imported: set[str]
@@ -723,6 +745,7 @@ class _RunState:
         self.rpm, self.tpm = rpm, tpm
         self.pause_until = 0.0
         self.released = asyncio.Event()  # a reservation was dropped: budget waiters look again
+        self.held = 0  # reservations this run holds now
 
     async def wait_release(self) -> None:
         # other processes sharing the cache release too, unseen here: look again after a short wait
