@@ -196,6 +196,38 @@ def postprocess(
     }
 
 
+def _llm_config(llm, kind: str, out: Path, dry_run: bool) -> LLMConfig:
+    """The run's LLMConfig: a real run always has a cache (its resume point and spend ledger)."""
+    config = LLMConfig.coerce(llm)
+    if config.cache_path is None:
+        config = config.model_copy(
+            update={"cache_path": None if dry_run else str(out / ".cache" / "llm.sqlite")}
+        )
+    return config.with_defaults(temperature=0.8, max_tokens=KINDS[kind]["max_tokens"], seed=0)
+
+
+def _generate_documents(kind, prompts, requests, client, chunk_size, batch_api, poll_interval_s, seed):
+    """Send the requests chunk by chunk; -> (documents, prompts left pending by the budget, LLM counts).
+    Every chunk is tried: a request that does not fit the budget does not stop smaller ones."""
+    docs: list[Document] = []
+    pending = 0
+    llm: Counter = Counter()
+    for b in range(0, len(prompts), chunk_size):
+        chunk_p, chunk_r = prompts[b : b + chunk_size], requests[b : b + chunk_size]
+        results = (
+            client.run_batch(chunk_r, poll_interval_s=poll_interval_s) if batch_api else client.run(chunk_r)
+        )
+        for p, r in zip(chunk_p, results, strict=True):
+            if r.error == "budget_exhausted":
+                pending += 1  # not an answer: left for a rerun with more budget
+                continue
+            llm["cached" if r.cached else "sent"] += 1
+            llm["prompt_tokens"] += int((r.usage or {}).get("prompt_tokens") or 0)
+            llm["completion_tokens"] += int((r.usage or {}).get("completion_tokens") or 0)
+            docs.append(_document(kind, p, r, seed))
+    return docs, pending, llm
+
+
 def generate_synth(
     kind: str,
     output_dir: str | Path,
@@ -237,12 +269,7 @@ def generate_synth(
     t0 = time.time()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = LLMConfig.coerce(llm)
-    if config.cache_path is None and not (dry_run and "cache_path" in config.model_fields_set):
-        config = config.model_copy(
-            update={"cache_path": None if dry_run else str(out / ".cache" / "llm.sqlite")}
-        )
-    config = config.with_defaults(temperature=0.8, max_tokens=KINDS[kind]["max_tokens"], seed=0)
+    config = _llm_config(llm, kind, out, dry_run)
     prompts = make_prompts(kind, n, seed=seed, start=start, taxonomies=taxonomies)
     requests = build_requests(
         prompts, temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed
@@ -253,24 +280,10 @@ def generate_synth(
     if dry_run:
         return {"kind": kind, **write_dry_run(prompts, requests, client, out)}
 
-    docs: list[Document] = []
-    pending = 0
-    llm = Counter()
     if batch_api:  # one submission for everything: a batch takes hours, chunks would run one after another
         chunk_size = max(1, len(prompts))
-    for b in range(0, len(prompts), chunk_size):
-        chunk_p, chunk_r = prompts[b : b + chunk_size], requests[b : b + chunk_size]
-        results = (
-            client.run_batch(chunk_r, poll_interval_s=poll_interval_s) if batch_api else client.run(chunk_r)
-        )
-        for p, r in zip(chunk_p, results, strict=True):
-            if r.error == "budget_exhausted":
-                pending += 1  # not an answer: left for a rerun with more budget
-                continue
-            llm["cached" if r.cached else "sent"] += 1
-            llm["prompt_tokens"] += int((r.usage or {}).get("prompt_tokens") or 0)
-            llm["completion_tokens"] += int((r.usage or {}).get("completion_tokens") or 0)
-            docs.append(_document(kind, p, r, seed))
+    docs, pending, llm = _generate_documents(kind, prompts, requests, client, chunk_size, batch_api,
+                                             poll_interval_s, seed)  # fmt: skip
     post = postprocess(
         kind,
         docs,

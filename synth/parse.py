@@ -202,6 +202,17 @@ def _has_checks(tree: ast.Module) -> bool:
     return False
 
 
+def _find_tests(sections: dict[str, str], code_blocks: list[str], solution: str) -> tuple[str, str | None]:
+    """(solution, tests): the Tests section; without one, another block that checks something, or the
+    checks at the end of the solution's own block (then cut from the solution)."""
+    tests = _first_code(sections["test"]) if "test" in sections else None
+    if tests is None:
+        tests = next((c for c in code_blocks if c is not solution and _parses_with_checks(c)), None)
+    if tests is None and "test" not in sections:
+        return _split_inline_tests(solution)
+    return solution, tests
+
+
 def _parses_with_checks(code: str) -> bool:
     return syntax_error(code) is None and _has_checks(ast.parse(code))
 
@@ -274,11 +285,7 @@ def parse_exercise(
     ex.function_name = fn.name
     ex.signature = _signature(fn)
     ex.docstring = ast.get_docstring(fn) or (sections.get("docstring") or "").strip()
-    tests = _first_code(sections["test"]) if "test" in sections else None
-    if tests is None:  # no headed section: another block that checks something, or the solution's own checks
-        tests = next((c for c in code_blocks if c is not solution and _parses_with_checks(c)), None)
-    if tests is None and "test" not in sections:
-        ex.solution, tests = _split_inline_tests(solution)
+    ex.solution, tests = _find_tests(sections, code_blocks, solution)
     if not tests or not tests.strip():
         ex.reason = "no_tests"
         return ex

@@ -25,7 +25,9 @@ def test_dry_run_estimates_llm_stage_and_sends_nothing(tmp_path, openai_server):
                 "steps": [
                     {
                         "uses": "llm_quality_labeler",
-                        "with": {"llm": {"base_url": server.base_url, "cache_path": str(tmp_path / "cache.sqlite")}},
+                        "with": {
+                            "llm": {"base_url": server.base_url, "cache_path": str(tmp_path / "cache.sqlite")}
+                        },
                     }
                 ],
                 "output": str(tmp_path / "labeled"),

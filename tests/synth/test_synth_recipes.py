@@ -21,7 +21,11 @@ CLI = [sys.executable, "-c", "from recipes.cli import app; app()"]
 def test_recipes_validate_with_overrides(name):
     recipe = load_recipe(name, ["n=7", "budget_usd=1.5", "endpoint=http://localhost:8000/v1"])
     gen = recipe.stages[0].with_
-    assert gen["n"] == 7 and gen["llm"]["budget_usd"] == 1.5 and gen["llm"]["base_url"] == "http://localhost:8000/v1"
+    assert (
+        gen["n"] == 7
+        and gen["llm"]["budget_usd"] == 1.5
+        and gen["llm"]["base_url"] == "http://localhost:8000/v1"
+    )
     assert recipe.stages[1].job == "synth_diversity_report"
 
 

@@ -128,20 +128,25 @@ def grade_solutions(
         },
     }
     if output_dir:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "grades.jsonl", "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-        (out / "grades_summary.json").write_text(json.dumps(summary, indent=2))
-        md = [
-            f"Grader: {grader_model} (rubric sha256 {rubric_sha[:12]})",
-            "",
-            "| model | graded | mean score (0-10) |",
-            "| --- | --- | --- |",
-        ]
-        for m, v in summary["per_model"].items():
-            ms = "-" if v["mean_score"] is None else f"{v['mean_score']:.2f}"
-            md.append(f"| {m} | {v['graded']}/{v['n']} | {ms} |")
-        (out / "grades.md").write_text("\n".join(md) + "\n")
+        _write_grades(Path(output_dir), rows, summary)
     return {**summary, "rows": rows}
+
+
+def _write_grades(out: Path, rows: list[dict], summary: dict) -> None:
+    """``grades.jsonl`` (one row per solution), ``grades_summary.json`` and ``grades.md`` (per model)."""
+    grader_model, rubric_sha = summary["grader"]["model"], summary["grader"]["rubric_sha256"]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "grades.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    (out / "grades_summary.json").write_text(json.dumps(summary, indent=2))
+    md = [
+        f"Grader: {grader_model} (rubric sha256 {rubric_sha[:12]})",
+        "",
+        "| model | graded | mean score (0-10) |",
+        "| --- | --- | --- |",
+    ]
+    for m, v in summary["per_model"].items():
+        ms = "-" if v["mean_score"] is None else f"{v['mean_score']:.2f}"
+        md.append(f"| {m} | {v['graded']}/{v['n']} | {ms} |")
+    (out / "grades.md").write_text("\n".join(md) + "\n")
