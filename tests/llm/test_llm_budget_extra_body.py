@@ -123,3 +123,26 @@ def test_extra_body_reaches_the_server(openai_server, tmp_path):
     (path,) = LLMClient(cfg).write_batch_files([request], tmp_path / "batch", skip_cached=False)
     line = json.loads(path.read_text())
     assert line["body"]["top_k"] == 5 and line["body"]["guided_json"] == GUIDED
+
+
+def test_named_tokenizer_tightens_the_worst_case_and_the_cap_holds(openai_server, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from curate.llm.pricing import worst_case_prompt_tokens
+
+    corpus = [r.messages[0]["content"] for r in job(300, seed=1)]
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.pre_tokenizer = (
+        pre_tokenizers.Whitespace()
+    )  # every whitespace word is >= 1 token: never under the server
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"]))
+    PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
+    cost = full_cost(openai_server, tmp_path)
+    srv = openai_server(responder=answer)
+    client = client_for(srv, tmp_path / "c.sqlite", cost / 2, tokenizer=str(tmp_path / "tok"))
+    request = job()[5]
+    assert client._tokenizer() is not None
+    assert worst_case_prompt_tokens(request, client._tokenizer()) < worst_case_prompt_tokens(request)
+    client.run(job())
+    assert 0.9 * cost / 2 <= billed_usd(srv) <= cost / 2
