@@ -84,7 +84,13 @@ JOBS: dict[str, str] = {
     "near_dedup_datatrove": "curate.near_dedup:near_dedup_datatrove",
 }
 
-__all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
+# a job whose function takes **kwargs -> the pydantic model its recipe `with:` is validated against
+# (every other job is validated against its signature)
+JOB_CONFIGS: dict[str, str] = {
+    "train_quality_classifier": "curate.classifier:TrainQualityClassifierConfig",
+}
+
+__all__ = sorted(_EXPORTS) + ["STEPS", "JOBS", "JOB_CONFIGS"]
 
 
 def __getattr__(name: str):

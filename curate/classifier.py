@@ -20,10 +20,11 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from datatrove.data import Document
+from pydantic import BaseModel, ConfigDict, Field
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from curate.embed import (
@@ -637,3 +638,34 @@ class ClassifierFilter(BaseFilter):
             d.metadata["quality_score"] = float(s)
             results.append(True if s >= threshold else (False, "low_quality"))
         return results
+
+
+class TrainQualityClassifierConfig(BaseModel):
+    """The ``with:`` of the ``train_quality_classifier`` recipe job: its own arguments plus the
+    :class:`QualityClassifier` parameters it passes on (so a typo such as ``kind: random_forrest`` or
+    ``fold: 3`` fails at ``textbooks validate``, not after earlier stages ran).
+
+    Example:
+        >>> TrainQualityClassifierConfig(input_dir="out/labeled", output_path="m.joblib", kind="logistic").folds
+        5
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    input_dir: str | list[str]
+    output_path: str
+    embedder: Any = None
+    kind: Literal["random_forest", "lightgbm", "logistic"] = "random_forest"
+    target_precision: float | None = Field(None, gt=0, le=1)
+    keep_rate: float | None = Field(None, gt=0, le=1)
+    folds: int = Field(5, ge=2)
+    label_cutoff: float = 3.0
+    random_state: int = 0
+    update_manifest: bool = True
+    # QualityClassifier parameters
+    threshold: float = 0.5
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int | None = None
+    C: float = Field(1.0, gt=0)
+    class_weight: str | None = "balanced"
+    n_jobs: int | None = None

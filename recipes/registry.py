@@ -27,13 +27,17 @@ class UnknownName(LookupError):
 
 @cache
 def registry(kind: str) -> dict[str, str]:
-    """All registered ``steps`` or ``jobs``: short name -> ``"module:Name"``.
+    """All registered ``steps``, ``jobs`` or ``job_configs``: short name -> ``"module:Name"``.
+
+    ``JOB_CONFIGS`` maps a job whose function takes ``**kwargs`` to the pydantic model its ``with:`` is
+    validated against (``"train": "train.trainer:TrainConfig"``); every other job is checked against
+    its signature.
 
     Example:
         >>> registry("steps")["python_syntax"]
         'curate.filters:PythonSyntaxFilter'
     """
-    attribute = {"steps": "STEPS", "jobs": "JOBS"}[kind]
+    attribute = {"steps": "STEPS", "jobs": "JOBS", "job_configs": "JOB_CONFIGS"}[kind]
     merged: dict[str, str] = {}
     for layer in LAYERS:
         merged.update(getattr(import_module(layer), attribute, {}))
@@ -67,3 +71,56 @@ def summary_line(target: Any) -> str:
     """The first line of a class's or function's docstring."""
     doc = inspect.getdoc(target) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def job_config(name: str, function: Any) -> type | None:
+    """The pydantic model a job's ``with:`` is validated against: the one registered in a layer's
+    ``JOB_CONFIGS``, else one built from the function's signature; None for an unregistered function
+    that takes ``**kwargs`` (a user's dotted path), whose named arguments alone can be checked.
+
+    Example:
+        >>> job_config("train", resolve("train", "jobs")).__name__
+        'TrainConfig'
+        >>> sorted(job_config("export_model", resolve("export_model", "jobs")).model_fields)[:2]
+        ['output_dir', 'recipe']
+    """
+    registered = registry("job_configs")
+    if name in registered:
+        return _import_target(registered[name])
+    return signature_model(function)
+
+
+def signature_model(function: Any) -> type | None:
+    """A strict pydantic model of a function's (or a class's ``__init__``) keyword arguments; None when
+    it takes ``**kwargs``. Annotations that cannot be resolved are not type-checked (``Any``)."""
+    import typing
+
+    from pydantic import ConfigDict, Field, create_model
+
+    target = function.__init__ if inspect.isclass(function) else function
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
+        hints = {}
+    # fields are aliased so that argument names such as `validate` or `json` cannot clash with BaseModel's
+    named = [(n, p) for n, p in parameters.items() if n != "self" and p.kind is not p.VAR_POSITIONAL]
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    for typed in (True, False):  # a type pydantic cannot model: fall back to Any for every field
+        fields = {
+            f"arg_{name}": (
+                hints.get(name, Any) if typed else Any,
+                Field(... if p.default is p.empty else p.default, alias=name),
+            )
+            for name, p in named
+        }
+        try:
+            return create_model(f"{getattr(target, '__name__', 'job')}_with", __config__=config, **fields)
+        except Exception:  # noqa: BLE001
+            continue
+    return None

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import inspect
 import re
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from recipes.registry import UnknownName, resolve
+from recipes.registry import UnknownName, job_config, resolve, signature_model
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: ``${name}`` (a recipe variable) or ``${env:NAME}`` (an environment variable, only when asked for)
+_VAR = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+_ANY_REF = re.compile(r"\$\{[^}]*\}")
 
 
 class RecipeError(ValueError):
@@ -142,32 +143,92 @@ def _key(loc: tuple) -> str:
     return out or "(recipe)"
 
 
+def _lookup(name: str, env: str | None, variables: dict[str, Any], key: str, problems: list) -> Any:
+    """The value of ``${name}`` or ``${env:NAME}``; a problem (and the literal text) when it is unknown."""
+    import os
+
+    if env:
+        if name in os.environ:
+            return os.environ[name]
+        problems.append((key, f"environment variable ${{env:{name}}} is not set"))
+        return f"${{env:{name}}}"
+    if name in variables:
+        return variables[name]
+    hint = " (environment variables are read only as ${env:NAME})" if name in os.environ else ""
+    problems.append((key, f"unknown variable ${{{name}}}{hint}; defined: {sorted(variables)}"))
+    return f"${{{name}}}"
+
+
 def _substitute(value: Any, variables: dict[str, Any], key: str, problems: list) -> Any:
+    """Replace ``${var}`` and ``${env:NAME}`` in every string of ``value``; unknown or malformed
+    references are reported under their YAML ``key`` (a whole-string ``${var}`` keeps the var's type)."""
     if isinstance(value, dict):
         return {
             k: _substitute(v, variables, f"{key}.{k}" if key else str(k), problems) for k, v in value.items()
         }
     if isinstance(value, list):
         return [_substitute(v, variables, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    for malformed in _ANY_REF.findall(value):
+        if not _VAR.fullmatch(malformed):
+            problems.append((key, f"malformed reference {malformed}: use ${{name}} or ${{env:NAME}}"))
+    whole = _VAR.fullmatch(value)
+    if whole:
+        return _lookup(whole.group(2), whole.group(1), variables, key, problems)
+    return _VAR.sub(lambda m: str(_lookup(m.group(2), m.group(1), variables, key, problems)), value)
+
+
+def resolve_variables(variables: dict[str, Any], problems: list) -> dict[str, Any]:
+    """Substitute variables that refer to other variables, in dependency order; a cycle
+    (``a: ${b}``, ``b: ${a}``) or an unknown name is reported under ``vars.NAME``.
+
+    Example:
+        >>> resolve_variables({"out": "/tmp/x", "filtered": "${out}/filtered"}, [])["filtered"]
+        '/tmp/x/filtered'
+        >>> problems = []
+        >>> _ = resolve_variables({"a": "${b}", "b": "${a}"}, problems)
+        >>> problems[0]
+        ('vars.a', 'cyclic variable reference: a -> b -> a')
+    """
+    resolved: dict[str, Any] = {}
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in resolved:
+            return
+        if name in visiting:
+            cycle = " -> ".join(visiting[visiting.index(name) :] + [name])
+            problems.append((f"vars.{visiting[visiting.index(name)]}", f"cyclic variable reference: {cycle}"))
+            raise _Cycle
+        visiting.append(name)
+        for reference in _references(variables[name]):
+            if reference in variables:
+                visit(reference)
+        visiting.pop()
+        resolved[name] = _substitute(variables[name], resolved, f"vars.{name}", problems)
+
+    for name in variables:
+        try:
+            visit(name)
+        except _Cycle:
+            return dict(variables)
+    return resolved
+
+
+class _Cycle(Exception):
+    pass
+
+
+def _references(value: Any) -> list[str]:
+    """Names of the plain ``${var}`` references anywhere inside ``value``."""
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _references(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _references(v)]
     if isinstance(value, str):
-        whole = _VAR.fullmatch(value)
-        if whole:  # "${tasks}" keeps the variable's type
-            name = whole.group(1)
-            if name not in variables:
-                problems.append((key, f"unknown variable ${{{name}}}; defined: {sorted(variables)}"))
-                return value
-            return variables[name]
-
-        def replace(match: re.Match) -> str:
-            if match.group(1) not in variables:
-                problems.append(
-                    (key, f"unknown variable ${{{match.group(1)}}}; defined: {sorted(variables)}")
-                )
-                return match.group(0)
-            return str(variables[match.group(1)])
-
-        return _VAR.sub(replace, value)
-    return value
+        return [m.group(2) for m in _VAR.finditer(value) if not m.group(1)]
+    return []
 
 
 def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
@@ -183,6 +244,17 @@ def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
             raise RecipeError([(item, "an override is KEY=VALUE")])
         parsed[key.strip()] = yaml.safe_load(value) if value else ""
     return parsed
+
+
+def _unknown_override(key: str, variables: dict[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(variables), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"unknown variable {key!r}{hint} (variables: {sorted(variables)}; "
+        "a recipe key is set with its path, e.g. stages.NAME.executor.tasks=8)"
+    )
 
 
 def _set_path(raw: dict, dotted: str, value: Any, problems: list) -> None:
@@ -209,51 +281,66 @@ def _set_path(raw: dict, dotted: str, value: Any, problems: list) -> None:
             node = node.setdefault(part, {})
 
 
-def _check_signature(target: Any, params: dict[str, Any], key: str, problems: list) -> None:
-    """Unknown, missing or wrongly typed arguments for a step class or job function, by YAML key."""
+def _check_signature(
+    target: Any, params: dict[str, Any], key: str, problems: list, model: Any = None
+) -> None:
+    """Unknown, missing or wrongly typed arguments for a step class or job function, by YAML key.
+
+    ``model`` (a pydantic model, e.g. a job's registered config) overrides the one built from the
+    signature; a target that takes ``**kwargs`` and has no model gets its named arguments checked only.
+    """
+    if "llm" in params and _takes_llm(target):
+        _check_llm(params["llm"], f"{key}.llm", problems)  # an LLMConfig: each bad key is named
+        params = {k: v for k, v in params.items() if k != "llm"}
+    model = model or signature_model(target)
+    if model is None:
+        _check_named_arguments(target, params, key, problems)
+        return
+    try:
+        model.model_validate(params)
+    except ValidationError as error:
+        accepted = sorted(f.alias or n for n, f in model.model_fields.items())
+        for e in error.errors():
+            where = f"{key}.{_key(e['loc'])}" if e["loc"] else key
+            message = e["msg"]
+            if e["type"] == "extra_forbidden":
+                message = _unexpected(str(e["loc"][0]), accepted)
+            elif e["type"] == "missing":
+                message = "missing required argument"
+            problems.append((where, message))
+
+
+def _unexpected(name: str, accepted: list[str]) -> str:
     import difflib
 
-    from pydantic import TypeAdapter
+    close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unexpected argument{hint} (accepted: {accepted})"
 
+
+def _check_named_arguments(target: Any, params: dict[str, Any], key: str, problems: list) -> None:
+    """For a callable that takes ``**kwargs``: only its required named arguments can be checked."""
     function = target.__init__ if inspect.isclass(target) else target
     try:
-        signature = inspect.signature(function)
+        parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         return
-    parameters = {n: p for n, p in signature.parameters.items() if n != "self"}
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
-        hints = {}
-    for name, value in params.items():
-        if name == "llm" and name in parameters:
-            _check_llm(value, f"{key}.llm", problems)
-            continue
-        if name not in parameters:
-            close = difflib.get_close_matches(name, list(parameters), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            problems.append((f"{key}.{name}", f"unexpected argument{hint} (accepted: {sorted(parameters)})"))
-            continue
-        if name in hints:
-            try:
-                TypeAdapter(hints[name], config=ConfigDict(arbitrary_types_allowed=True)).validate_python(
-                    value
-                )
-            except ValidationError as error:
-                problems.append(
-                    (f"{key}.{name}", f"wrong type for {hints[name]}: {error.errors()[0]['msg']}")
-                )
-            except Exception:  # noqa: BLE001 - annotation pydantic cannot build a validator for
-                pass
     for name, parameter in parameters.items():
-        if parameter.default is parameter.empty and parameter.kind in (
+        required = parameter.default is parameter.empty and parameter.kind in (
             parameter.POSITIONAL_OR_KEYWORD,
             parameter.KEYWORD_ONLY,
-        ):
-            if name not in params:
-                problems.append((f"{key}.{name}", "missing required argument"))
+        )
+        if required and name != "self" and name not in params:
+            problems.append((f"{key}.{name}", "missing required argument"))
+
+
+def _check_job(stage: JobStage, key: str, problems: list) -> None:
+    try:
+        function = resolve(stage.job, "jobs")
+    except UnknownName as error:
+        problems.append((f"{key}.job", str(error)))
+        return
+    _check_signature(function, stage.with_, f"{key}.with", problems, model=job_config(stage.job, function))
 
 
 def _check_llm(value: Any, key: str, problems: list) -> None:
@@ -307,10 +394,7 @@ def _check_names(recipe: Recipe, problems: list) -> None:
         if stage.name in seen:
             problems.append((f"{base}.name", f"duplicate stage name {stage.name!r}"))
         if isinstance(stage, JobStage):
-            try:
-                _check_signature(resolve(stage.job, "jobs"), stage.with_, f"{base}.with", problems)
-            except UnknownName as error:
-                problems.append((f"{base}.job", str(error)))
+            _check_job(stage, base, problems)
         else:
             if stage.input.from_ is not None:
                 earlier = {s.name for s in recipe.stages[:i] if isinstance(s, PipelineStage)}
@@ -398,10 +482,11 @@ def load_recipe(ref: str | Path | dict, overrides: list[str] | dict[str, Any] | 
     for key, value in parse_overrides(overrides).items():
         if "." in key:
             _set_path(raw, key, value, problems)
-        else:
+        elif key in variables:
             variables[key] = value
-    for _ in range(5):  # variables may refer to other variables
-        variables = {k: _substitute(v, variables, f"vars.{k}", []) for k, v in variables.items()}
+        else:
+            problems.append((f"--set {key}", _unknown_override(key, variables)))
+    variables = resolve_variables(variables, problems)
     body = {k: v for k, v in raw.items() if k != "vars"}
     body = _substitute(body, variables, "", problems)
     body["vars"] = variables

@@ -343,3 +343,4 @@ def _share_signature(wrapper, drop: tuple[str, ...]) -> None:
 
 _share_signature(generate_textbooks, ("kind",))
 _share_signature(generate_exercises, ("kind",))
+_share_signature(dry_run, ("dry_run",))

@@ -36,7 +36,10 @@ JOBS: dict[str, str] = {
     "export_model": "train.export:export_model",
 }
 
-__all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
+# a job whose function takes **kwargs -> the pydantic model its recipe `with:` is validated against
+JOB_CONFIGS: dict[str, str] = {"train": "train.config:TrainConfig"}
+
+__all__ = sorted(_EXPORTS) + ["STEPS", "JOBS", "JOB_CONFIGS"]
 
 
 def __getattr__(name: str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class TrainConfig(BaseModel):
@@ -76,3 +76,12 @@ class TrainConfig(BaseModel):
         if self.init_from and self.max_position_embeddings is not None:
             raise ValueError("max_position_embeddings comes from init_from's model; do not set both")
         return self
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        from train.presets import PRESETS  # (light) so that `textbooks validate` catches `preset: phi-2`
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+        return preset
