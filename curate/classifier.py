@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 from datatrove.data import Document
-from pydantic import BaseModel, ConfigDict, Field
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from pydantic import BaseModel, ConfigDict, Field
 
 from curate.embed import (
     CausalLMEmbedder,
