@@ -83,6 +83,75 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _column_kind(kind: pa.DataType) -> str:
+    if pa.types.is_string(kind):
+        return "string"
+    if pa.types.is_integer(kind):
+        return "integer"
+    return "float" if pa.types.is_floating(kind) else "other"
+
+
+_COLUMN_KINDS = {key: _column_kind(SHARD_SCHEMA.field(key).type) for key in COLUMN_KEYS}
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """``value`` as the Python type of a column of ``kind``; ValueError/TypeError when it is not one."""
+    if kind == "string":
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    if kind == "integer":
+        if isinstance(value, bool):
+            raise TypeError("expected an integer, got bool")
+        number = int(value) if isinstance(value, (int, str)) else value
+        if isinstance(number, float) and number.is_integer():
+            number = int(number)
+        if not isinstance(number, int) or not -(2**63) <= number < 2**63:
+            raise ValueError(f"expected a 64-bit integer, got {value!r}")
+        return number
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        return float(value)
+    return value
+
+
+def coerce_columns(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Coerce the metadata keys that are shard columns to their column's type, in place.
+
+    A value that cannot be coerced (``size_bytes: "big"``) leaves its column and is kept, with the
+    error, under ``invalid_columns`` (so in ``extra``): the row is kept and the failure recorded.
+
+    Example:
+        >>> metadata = {"size_bytes": "12", "quality_score": "high", "repo": 7}
+        >>> coerce_columns(metadata)["size_bytes"], metadata["repo"], metadata["invalid_columns"]
+        (12, '7', {'quality_score': {'value': 'high', 'error': "could not convert string to float: 'high'"}})
+    """
+    invalid = {}
+    for key, kind in _COLUMN_KINDS.items():
+        value = metadata.get(key)
+        if value is None or kind == "other":
+            continue
+        try:
+            metadata[key] = _coerce(value, kind)
+        except (TypeError, ValueError, OverflowError) as error:
+            invalid[key] = {"value": metadata.pop(key), "error": str(error)}
+    if isinstance(metadata.get("constraints"), (list, str, int, float)):
+        invalid["constraints"] = {"value": metadata.pop("constraints"), "error": "expected a mapping"}
+    if invalid:
+        metadata.setdefault("invalid_columns", {}).update(invalid)
+    return metadata
+
+
+def _valid_unicode(text: str) -> str:
+    """Text that pyarrow can store: lone surrogates (a surrogate-escaped byte) become ``\\xNN`` escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def document_to_row(document) -> dict[str, Any]:
     """Turn a datatrove ``Document`` into a row of :data:`SHARD_SCHEMA`.
 
@@ -92,8 +161,8 @@ def document_to_row(document) -> dict[str, Any]:
         >>> row["source"], row["extra"]
         ('stdlib', '{"n": 3}')
     """
-    metadata = document.metadata or {}
-    row: dict[str, Any] = {"id": str(document.id), "text": document.text}
+    metadata = coerce_columns(dict(document.metadata or {}))
+    row: dict[str, Any] = {"id": _valid_unicode(str(document.id)), "text": _valid_unicode(document.text)}
     extra = {}
     for key, value in metadata.items():
         if key in COLUMN_KEYS:
@@ -118,9 +187,9 @@ def document_to_row(document) -> dict[str, Any]:
         "model",
         "prompt_hash",
     ):
-        if row.get(key) is not None and not isinstance(row[key], str):
-            row[key] = str(row[key])
-    row["extra"] = json.dumps(extra, sort_keys=True, default=_json_default) if extra else None
+        if row.get(key) is not None:
+            row[key] = _valid_unicode(str(row[key]))
+    row["extra"] = _valid_unicode(json.dumps(extra, sort_keys=True, default=_json_default)) if extra else None
     return row
 
 

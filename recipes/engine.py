@@ -6,8 +6,11 @@ rest, with identical output.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
 import shutil
 import threading
 import time
@@ -20,6 +23,21 @@ from recipes.registry import resolve
 from recipes.schema import JobStage, PipelineStage, Recipe, load_recipe
 
 STAMP = "stage.json"
+#: the file a run holds an exclusive lock on, in every output directory it writes
+LOCK = ".textbooks.lock"
+#: a stage does not start on a file system with less free space than this
+MIN_FREE_BYTES = 16 * 2**20
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class OutputError(RuntimeError):
+    """An output directory that cannot be written: read-only, full, or in use by another run."""
+
+
+#: a stage's file listing, written at its first run (next to the completion markers) and reused by reruns
+LISTING = "listing.json"
 
 
 @dataclass
@@ -63,9 +81,11 @@ def build_pipeline(stage: PipelineStage, recipe: Recipe) -> list:
     """
     from datatrove.pipeline.filters.base_filter import BaseFilter
 
+    from curate.accounting import READ_STEP, AccountedReader
     from curate.shards import (
         DATA_DIR,
         EXCLUDED_DIR,
+        LOGS_DIR,
         UNREADABLE_DIR,
         ExclusionWriter,
         ShardReader,
@@ -79,8 +99,12 @@ def build_pipeline(stage: PipelineStage, recipe: Recipe) -> list:
     else:
         source = spec.path if spec.path is not None else _stage_by_name(recipe, spec.from_).output
         reader = ShardReader(source)
-    if hasattr(reader, "unreadable_folder") and reader.unreadable_folder is None:
-        reader.unreadable_folder = str(out / UNREADABLE_DIR)
+    if isinstance(reader, AccountedReader):  # every input ends kept, excluded or unreadable
+        if reader.unreadable_folder is None:
+            reader.unreadable_folder = str(out / UNREADABLE_DIR)
+        if reader.exclusion_writer is None:
+            reader.exclusion_writer = ExclusionWriter(str(out / EXCLUDED_DIR / READ_STEP), READ_STEP)
+        reader.listing_file = str(out / LOGS_DIR / LISTING)
     pipeline = [reader]
     taken: set[str] = set()
     for step_spec in stage.steps:
@@ -169,6 +193,75 @@ def _make_executor(stage: PipelineStage, pipeline: list, logs: Path):
     )
 
 
+def _output_dirs(recipe: Recipe) -> list[Path]:
+    """Every directory a run writes: pipeline stages' outputs, jobs' ``output_dir`` / ``output_path`` parent."""
+    dirs = []
+    for stage in recipe.stages:
+        if isinstance(stage, PipelineStage):
+            dirs.append(Path(stage.output))
+        elif stage.with_.get("output_dir"):
+            dirs.append(Path(str(stage.with_["output_dir"])))
+        elif stage.with_.get("output_path"):
+            dirs.append(Path(str(stage.with_["output_path"])).parent)
+    return sorted(set(dirs))
+
+
+def _disk_problem(path: Path, error: OSError) -> OutputError:
+    what = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }.get(error.errno, error.strerror or str(error))
+    free = ""
+    with contextlib.suppress(OSError):
+        free = f" ({shutil.disk_usage(path if path.exists() else path.parent).free / 2**20:.0f} MiB free)"
+    remedy = "free space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+    return OutputError(
+        f"cannot write {path}: {what}{free}; {remedy} or choose another output, then rerun "
+        "(finished tasks are kept)"
+    )
+
+
+@contextlib.contextmanager
+def output_lock(recipe: Recipe, min_free_bytes: int = MIN_FREE_BYTES):
+    """Hold an exclusive lock on each output directory of a run; fail fast, naming the path, when one is
+    locked by another run, read-only or (nearly) full. A lock dies with its process (``flock``), so a
+    killed run never leaves a stale one.
+
+    Example:
+        >>> with output_lock(load_recipe("quickstart", {"out": "/tmp/qs"})):  # doctest: +SKIP
+        ...     pass
+    """
+    import fcntl
+
+    with contextlib.ExitStack() as stack:
+        for folder in _output_dirs(recipe):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)  # unbuffered: closing cannot fail
+            except OSError as error:
+                raise _disk_problem(folder, error) from None
+            stack.callback(os.close, fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise OutputError(
+                    f"{folder} is in use by another textbooks run (pid {owner}); "
+                    "wait for it to finish or choose another output"
+                ) from None
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                if shutil.disk_usage(folder).free < min_free_bytes:
+                    raise OSError(errno.ENOSPC, "no space left")
+            except OSError as error:
+                raise _disk_problem(folder, error) from None
+        yield
+
+
 def _completed(logs: Path) -> int:
     folder = logs / "completions"
     return len(list(folder.iterdir())) if folder.is_dir() else 0
@@ -181,6 +274,7 @@ def run_stage(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StageResult:
     """Run one pipeline stage (resuming a killed run) and write its manifest and dataset card."""
+    from curate.accounting import AccountedReader
     from curate.manifest import write_manifest
     from curate.shards import LOGS_DIR
 
@@ -194,6 +288,8 @@ def run_stage(
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "stage": stage.name}))
     skipped = _completed(logs)
     pipeline = build_pipeline(stage, recipe)
+    if isinstance(pipeline[0], AccountedReader):
+        pipeline[0].snapshot_listing()  # once, before any task: every task and every rerun read this listing
     executor = _make_executor(stage, pipeline, logs)
     started = time.perf_counter()
     stop = threading.Event()
@@ -207,6 +303,10 @@ def run_stage(
         poller.start()
     try:
         executor.run()
+    except OSError as error:
+        if error.errno in _DISK_ERRORS:
+            raise _disk_problem(out, error) from None
+        raise
     finally:
         stop.set()
         if poller:
@@ -223,6 +323,8 @@ def run_stage(
             },
         )
     incomplete = stage.executor.tasks - _completed(logs)
+    if incomplete and shutil.disk_usage(out).free < MIN_FREE_BYTES:
+        raise _disk_problem(out, OSError(errno.ENOSPC, "no space left on device"))
     if incomplete:
         raise RuntimeError(f"stage {stage.name!r}: {incomplete} task(s) failed; see {logs}/logs/")
     if on_progress:
@@ -312,8 +414,12 @@ def _paid_steps(pipeline: list) -> list:
 def estimate_stage(stage: PipelineStage, recipe: Recipe) -> StageResult:
     """Dry run of a stage with LLM steps: read its input, estimate each paid step's cost and write its
     Batch API request files (``OUT/batch_requests/<step>/``); send nothing and write no shards."""
+    from curate.accounting import AccountedReader
+
     pipeline = build_pipeline(stage, recipe)
     reader = pipeline[0]
+    if isinstance(reader, AccountedReader):  # an estimate writes no listing and no exclusion shards
+        reader.listing_file, reader.exclusion_writer = None, None
     tasks = stage.executor.tasks
     documents = [doc for rank in range(tasks) for doc in reader.run(rank=rank, world_size=tasks)]
     estimates = {}
@@ -359,6 +465,11 @@ def run_recipe(
         1702
     """
     recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides)
+    with output_lock(recipe):
+        return _run_stages(recipe, fresh, only, dry_run, on_stage, on_progress)
+
+
+def _run_stages(recipe: Recipe, fresh, only, dry_run, on_stage, on_progress) -> RunResult:
     result = RunResult(recipe.name)
     estimated = False
     for stage in recipe.stages:
