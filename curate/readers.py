@@ -43,7 +43,7 @@ from curate.schema import coerce_columns
 
 #: files larger than this are rejected from ``stat`` (Python sources) and lines longer than this are
 #: recorded without being held in memory (JSONL)
-DEFAULT_MAX_FILE_BYTES = 16 * 2**20
+DEFAULT_MAX_FILE_BYTES = 64 * 2**20
 
 
 def stable_id(*parts: str) -> str:
@@ -150,7 +150,7 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
         repo: repository name (default: the directory name; per top-level package for site-packages).
         use_git: list files with ``git ls-files`` when a local path is a git checkout.
         limit, skip: datatrove's, per task.
-        max_file_bytes: larger files are unreadable (default 16 MiB).
+        max_file_bytes: larger files are unreadable (default 64 MiB).
 
     Example:
         >>> reader = PythonSourceReader.preset("stdlib", exclude=["test/*"])

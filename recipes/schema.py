@@ -307,6 +307,8 @@ def _check_signature(
                 message = _unexpected(str(e["loc"][0]), accepted)
             elif e["type"] == "missing":
                 message = "missing required argument"
+            else:
+                message = f"wrong type or value {e.get('input')!r}: {message}"
             problems.append((where, message))
 
 
