@@ -663,7 +663,14 @@ class HFDatasetSourceReader(TableReader, HuggingFaceDatasetReader):
                     produced += 1
                     yield document
             except Exception as error:  # noqa: BLE001 - a dataset that cannot be read is recorded
-                self.record_unreadable(self.dataset, error, documents_read=produced)
+                cause = (
+                    f" (caused by {type(error.__cause__).__name__}: {error.__cause__})"
+                    if error.__cause__
+                    else ""
+                )
+                self.record_unreadable(
+                    self.dataset, f"{type(error).__name__}: {error}{cause}", documents_read=produced
+                )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def coerce_columns(metadata: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metadata.get("constraints"), (list, str, int, float)):
         invalid["constraints"] = {"value": metadata.pop("constraints"), "error": "expected a mapping"}
     if invalid:
-        metadata.setdefault("invalid_columns", {}).update(invalid)
+        earlier = metadata.get("invalid_columns")
+        metadata["invalid_columns"] = {**(earlier if isinstance(earlier, dict) else {}), **invalid}
     return metadata
 
 

@@ -288,8 +288,9 @@ def run_stage(
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "stage": stage.name}))
     skipped = _completed(logs)
     pipeline = build_pipeline(stage, recipe)
-    if isinstance(pipeline[0], AccountedReader):
-        pipeline[0].snapshot_listing()  # once, before any task: every task and every rerun read this listing
+    listed = None
+    if isinstance(pipeline[0], AccountedReader):  # once, before any task: every task and rerun read it
+        listed = len(pipeline[0].snapshot_listing())
     executor = _make_executor(stage, pipeline, logs)
     started = time.perf_counter()
     stop = threading.Event()
@@ -337,7 +338,12 @@ def run_stage(
         recipe=recipe.model_dump(by_alias=True),
         wall_time_s=wall,
         inputs=inputs,
-        extra={"recipe_name": recipe.name, "executor": stage.executor.model_dump(), "resumed_tasks": skipped},
+        extra={
+            "recipe_name": recipe.name,
+            "executor": stage.executor.model_dump(),
+            "resumed_tasks": skipped,
+            **({} if listed is None else {"listed_inputs": listed}),  # the listing snapshot's size
+        },
     )
     return StageResult(stage.name, "pipeline", str(out), wall, manifest=manifest, skipped_tasks=skipped)
 
