@@ -177,6 +177,12 @@ class AccountedReader:
     def display_path(self, filepath) -> str:
         return self.data_folder.resolve_paths(filepath)
 
+    def local_inputs(self) -> list[str]:
+        """Local paths this reader reads (checked to exist when a recipe is validated)."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        return [self.data_folder.path] if isinstance(self.data_folder.fs, LocalFileSystem) else []
+
     def check_file(self, filepath) -> None:
         """Reject FIFOs, sockets, devices and files over ``max_file_bytes`` from ``stat``, before opening."""
         check_regular_file(self.data_folder.info(filepath), self.max_file_bytes)

@@ -272,6 +272,9 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
         name = path.rsplit("/", 1)[-1]
         return path.rsplit("/", 2)[-2] if rel == "" and "/" in path else name
 
+    def local_inputs(self) -> list[str]:
+        return [f.path for f in self._folders if isinstance(f.fs, LocalFileSystem)]
+
     # -- reading ---------------------------------------------------------------------------------
 
     def display_path(self, filepath) -> str:
@@ -759,6 +762,9 @@ class StackExchangeReader(AccountedReader, BaseReader):
         self.require_answer = require_answer
         self.site = site
         self.unreadable_folder = unreadable_folder
+
+    def local_inputs(self) -> list[str]:
+        return [self.path] if "://" not in self.path else []
 
     @staticmethod
     def _tags(raw: str) -> list[str]:

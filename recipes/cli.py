@@ -116,7 +116,7 @@ def run(
     from recipes.schema import RecipeError, load_recipe
 
     try:
-        loaded = load_recipe(recipe, set_ or [])
+        loaded = load_recipe(recipe, set_ or [], check_inputs_exist=True)
     except RecipeError as error:
         err_console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
@@ -176,7 +176,7 @@ def validate(
     from recipes.schema import RecipeError, load_recipe
 
     try:
-        loaded = load_recipe(recipe, set_ or [])
+        loaded = load_recipe(recipe, set_ or [], check_inputs_exist=True)
     except RecipeError as error:
         err_console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recipes.registry import resolve
-from recipes.schema import JobStage, PipelineStage, Recipe, load_recipe
+from recipes.schema import JobStage, PipelineStage, Recipe, check_inputs, load_recipe
 
 STAMP = "stage.json"
 #: the file a run holds an exclusive lock on, in every output directory it writes
@@ -470,7 +470,7 @@ def run_recipe(
         >>> result.stage("dedup").manifest["rows"]  # doctest: +SKIP
         1702
     """
-    recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides)
+    recipe = check_inputs(ref if isinstance(ref, Recipe) else load_recipe(ref, overrides))
     with output_lock(recipe):
         return _run_stages(recipe, fresh, only, dry_run, on_stage, on_progress)
 

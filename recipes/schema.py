@@ -389,7 +389,47 @@ def _apply_recipe_llm(recipe: Recipe) -> None:
             with_["llm"] = {**recipe.llm, **own}
 
 
-def _check_names(recipe: Recipe, problems: list) -> None:
+def _check_reader(stage: PipelineStage, earlier: list, base: str, problems: list, inputs: bool) -> None:
+    """The input reader's arguments, then the reader itself (built, nothing read): a reader without
+    inputs (``python_source`` with neither ``paths`` nor ``preset``) fails here and, with ``inputs``, a
+    local input path that does not exist and that no earlier stage writes."""
+    try:
+        target = resolve(stage.input.uses, "steps")
+    except UnknownName as error:
+        problems.append((f"{base}.input.uses", str(error)))
+        return
+    before = len(problems)
+    _check_signature(target, stage.input.with_, f"{base}.input.with", problems)
+    if len(problems) > before or not inspect.isclass(target):
+        return
+    try:
+        reader = target(**stage.input.with_)
+    except Exception as error:  # noqa: BLE001 - whatever the reader rejects, reported by key
+        problems.append((f"{base}.input.with", f"{type(error).__name__}: {error}"))
+        return
+    local_inputs = getattr(reader, "local_inputs", None)
+    for path in local_inputs() if inputs and callable(local_inputs) else []:
+        _check_exists(path, earlier, f"{base}.input.with", problems)
+
+
+def _check_exists(path: str, earlier: list, key: str, problems: list) -> None:
+    """A local input must exist at validate time unless an earlier stage (or job) writes it."""
+    if "://" in path or Path(path).expanduser().exists():
+        return
+    target = Path(path).expanduser().absolute()
+    for stage in earlier:
+        outputs = [stage.output] if isinstance(stage, PipelineStage) else _job_outputs(stage)
+        if any(target == Path(o).absolute() or Path(o).absolute() in target.parents for o in outputs):
+            return
+    problems.append((key, f"input {path!r} does not exist (and no earlier stage writes it)"))
+
+
+def _job_outputs(stage: JobStage) -> list[str]:
+    outputs = [str(stage.with_[k]) for k in ("output_dir", "output_path") if stage.with_.get(k)]
+    return outputs + [str(Path(o).parent) for o in outputs if "output_path" in stage.with_]
+
+
+def _check_names(recipe: Recipe, problems: list, inputs: bool = False) -> None:
     seen: dict[str, int] = {}
     for i, stage in enumerate(recipe.stages):
         base = f"stages[{i}]"
@@ -409,12 +449,9 @@ def _check_names(recipe: Recipe, problems: list) -> None:
                         )
                     )
             if stage.input.uses is not None:
-                try:
-                    target = resolve(stage.input.uses, "steps")
-                    with_ = {k: v for k, v in stage.input.with_.items()}
-                    _check_signature(target, with_, f"{base}.input.with", problems)
-                except UnknownName as error:
-                    problems.append((f"{base}.input.uses", str(error)))
+                _check_reader(stage, recipe.stages[:i], base, problems, inputs)
+            elif stage.input.path is not None and inputs:
+                _check_exists(stage.input.path, recipe.stages[:i], f"{base}.input.path", problems)
             for j, step in enumerate(stage.steps):
                 try:
                     _check_signature(
@@ -457,9 +494,29 @@ def locate(ref: str) -> Path:
     )
 
 
-def load_recipe(ref: str | Path | dict, overrides: list[str] | dict[str, Any] | None = None) -> Recipe:
+def check_inputs(recipe: Recipe) -> Recipe:
+    """Raise :class:`RecipeError` when a stage's local input does not exist and no earlier stage writes it
+    (``textbooks validate`` and every run check this before any work; a template recipe such as
+    ``phi1-filter`` loads without its data and fails here until its paths are set).
+
+    Example:
+        >>> check_inputs(load_recipe("quickstart")).name
+        'quickstart'
+    """
+    problems: list[tuple[str, str]] = []
+    _check_names(recipe, problems, inputs=True)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
+
+
+def load_recipe(
+    ref: str | Path | dict,
+    overrides: list[str] | dict[str, Any] | None = None,
+    check_inputs_exist: bool = False,
+) -> Recipe:
     """Load, substitute and validate a recipe (a path, a bundled name or a dict). Raises :class:`RecipeError`
-    naming every bad key before any work is done.
+    naming every bad key before any work is done (``check_inputs_exist``: also :func:`check_inputs`).
 
     Example:
         >>> recipe = load_recipe("quickstart", overrides=["tasks=2"])
@@ -500,7 +557,7 @@ def load_recipe(ref: str | Path | dict, overrides: list[str] | dict[str, Any] | 
         raise RecipeError([(_key(e["loc"]), e["msg"]) for e in error.errors()], source) from None
     _check_llm(recipe.llm, "llm", problems)
     _apply_recipe_llm(recipe)
-    _check_names(recipe, problems)
+    _check_names(recipe, problems, inputs=check_inputs_exist)
     if problems:
         raise RecipeError(problems, source)
     return recipe
