@@ -241,8 +241,11 @@ def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise RecipeError([(item, "an override is KEY=VALUE")])
-        parsed[key.strip()] = yaml.safe_load(value) if value else ""
+            raise RecipeError([(f"--set {item!r}", "an override is KEY=VALUE")])
+        try:
+            parsed[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as error:
+            raise RecipeError([(f"--set {key.strip()}", f"the value is not valid YAML: {error}")]) from None
     return parsed
 
 
@@ -537,6 +540,8 @@ def load_recipe(
         raise RecipeError([("(recipe)", "a recipe is a YAML mapping with `name` and `stages`")], source)
     raw = dict(raw)
     problems: list[tuple[str, str]] = []
+    if not isinstance(raw.get("vars") or {}, dict):
+        raise RecipeError([("vars", "vars is a mapping of names to values")], source)
     variables = dict(raw.get("vars") or {})
     for key, value in parse_overrides(overrides).items():
         if "." in key:
