@@ -766,6 +766,9 @@ class StackExchangeReader(AccountedReader, BaseReader):
     def local_inputs(self) -> list[str]:
         return [self.path] if "://" not in self.path else []
 
+    def list_inputs(self) -> list[str]:
+        return [self.path]
+
     @staticmethod
     def _tags(raw: str) -> list[str]:
         raw = raw or ""
