@@ -267,6 +267,30 @@ def _completed(logs: Path) -> int:
     return len(list(folder.iterdir())) if folder.is_dir() else 0
 
 
+def _run_executor(executor, stage: PipelineStage, logs: Path, on_progress) -> None:
+    """Run the stage's executor, reporting completed tasks; a write that fails for lack of space or
+    permission becomes an :class:`OutputError` naming the output directory."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            on_progress(_completed(logs), stage.executor.tasks)
+
+    poller = threading.Thread(target=poll, daemon=True) if on_progress else None
+    if poller:
+        poller.start()
+    try:
+        executor.run()
+    except OSError as error:
+        if error.errno in _DISK_ERRORS:
+            raise _disk_problem(Path(stage.output), error) from None
+        raise
+    finally:
+        stop.set()
+        if poller:
+            poller.join()
+
+
 def run_stage(
     stage: PipelineStage,
     recipe: Recipe,
@@ -293,25 +317,7 @@ def run_stage(
         listed = len(pipeline[0].snapshot_listing())
     executor = _make_executor(stage, pipeline, logs)
     started = time.perf_counter()
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.wait(0.5):
-            on_progress(_completed(logs), stage.executor.tasks)
-
-    poller = threading.Thread(target=poll, daemon=True) if on_progress else None
-    if poller:
-        poller.start()
-    try:
-        executor.run()
-    except OSError as error:
-        if error.errno in _DISK_ERRORS:
-            raise _disk_problem(out, error) from None
-        raise
-    finally:
-        stop.set()
-        if poller:
-            poller.join()
+    _run_executor(executor, stage, logs, on_progress)
     if stage.executor.type == "slurm":
         return StageResult(
             stage.name,

@@ -81,8 +81,9 @@ def job_config(name: str, function: Any) -> type | None:
     Example:
         >>> job_config("train", resolve("train", "jobs")).__name__
         'TrainConfig'
-        >>> sorted(job_config("export_model", resolve("export_model", "jobs")).model_fields)[:2]
-        ['output_dir', 'recipe']
+        >>> model = job_config("export_model", resolve("export_model", "jobs"))
+        >>> sorted(field.alias for field in model.model_fields.values())[:2]
+        ['checkpoint', 'dtype']
     """
     registered = registry("job_configs")
     if name in registered:
