@@ -14,7 +14,9 @@ snapshotted at its first run (``OUT/.logs/listing.json``), so a rerun after a ki
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -207,9 +209,10 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
     # -- listing ---------------------------------------------------------------------------------
 
     def _matches(self, rel: str) -> bool:
+        include, exclude = _glob_regex(tuple(self.include)), _glob_regex(tuple(self.exclude))
         name = rel.rsplit("/", 1)[-1]
-        included = any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self.include)
-        return included and not any(fnmatch.fnmatch(rel, p) for p in self.exclude)
+        included = bool(include.match(rel) or include.match(name))
+        return included and not exclude.match(rel)
 
     def _git_files(self, root: str) -> list[str] | None:
         if not (self.use_git and os.path.exists(os.path.join(root, ".git"))):
@@ -345,6 +348,12 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
         block = listed[len(listed) * rank // world_size : len(listed) * (rank + 1) // world_size]
         self._log_limit_scope(rank, world_size)
         yield from self.run_accounted(block, data, rank)
+
+
+@functools.cache
+def _glob_regex(patterns: tuple[str, ...]) -> re.Pattern:
+    """One compiled regex matching any of the glob ``patterns`` (as ``fnmatch`` does; none: nothing)."""
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns) or r"(?!)")
 
 
 def _local_path(path: str) -> str:
@@ -717,10 +726,12 @@ def html_to_markdown(html: str) -> str:
 
 
 def _int(value: Any, default: int | None = None) -> int | None:
+    """An attribute as a 64-bit integer (what sqlite stores), else ``default``."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return default
+    return number if -(2**63) <= number < 2**63 else default
 
 
 class StackExchangeReader(AccountedReader, BaseReader):
@@ -770,6 +781,13 @@ class StackExchangeReader(AccountedReader, BaseReader):
 
     def list_inputs(self) -> list[str]:
         return [self.path]
+
+    def _check_dump(self) -> None:
+        """A FIFO or a device named ``Posts.xml`` is rejected before it is opened (it could block forever)."""
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(self.path)
+        check_regular_file(fs.info(path), max_bytes=None)
 
     @staticmethod
     def _tags(raw: str) -> list[str]:
@@ -861,6 +879,7 @@ class StackExchangeReader(AccountedReader, BaseReader):
             yield from data
         with self.accounting(rank):
             try:
+                self._check_dump()
                 chosen = self._choose_answers(record=rank == 0)  # damage is recorded once, by task 0
             except Exception as error:  # noqa: BLE001 - an unreadable dump is recorded, not fatal
                 if rank == 0:

@@ -367,3 +367,16 @@ def test_hf_reader_records_files_with_different_schemas(tmp_path):
     # datasets cannot build one table from both files: recorded (with the cause), not a crash
     assert run.kept == [] and len(run.unreadable) == 1
     assert run.unreadable[0]["path"] == "json" and "caused by" in run.unreadable[0]["error"]
+
+
+def test_stackexchange_fifo_and_out_of_range_ids_are_recorded(tmp_path):
+    os.mkfifo(tmp_path / "fifo.xml")
+    run = Recorded(StackExchangeReader(str(tmp_path / "fifo.xml")))
+    assert run.kept == [] and "not a regular file" in run.unreadable[0]["error"]
+    (tmp_path / "Posts.xml").write_text(
+        '<posts><row Id="99999999999999999999999" PostTypeId="1" Title="x" Tags="&lt;python&gt;" />'
+        '<row Id="5" PostTypeId="1" Title="y" Tags="&lt;python&gt;" Score="999999999999999999999999" /></posts>'
+    )
+    run = Recorded(StackExchangeReader(str(tmp_path / "Posts.xml"), require_answer=False))
+    assert [d.metadata["path"] for d in run.kept] == ["questions/5"]
+    assert len(run.unreadable) == 1 and "integer Id" in run.unreadable[0]["error"]
