@@ -241,8 +241,8 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
     def _list_root(self, folder: DataFolder) -> list[str]:
         if isinstance(folder.fs, LocalFileSystem):
             root = folder.path
-            if os.path.isfile(root) or (os.path.islink(root) and not os.path.isdir(root)):
-                return [""]  # a single file: its root is the file itself
+            if not os.path.isdir(root):  # a single file (or a FIFO, or nothing): read, or recorded
+                return [""]
             listed = self._git_files(root)
             return list(listed if listed is not None else self._walk(root))
         if folder.fs.isfile(""):
