@@ -161,8 +161,11 @@ class AccountedReader:
             logger.warning(f"excluded {document.id}: {reason}")
 
     def snapshot_listing(self) -> list:
-        """This stage's listing: the snapshot when there is one, else a fresh listing (saved if asked)."""
-        return ListingSnapshot(self.listing_file).load_or_create(self.list_inputs)
+        """This stage's listing: the snapshot file when there is one, else a fresh listing (saved when
+        ``listing_file`` is set). A reader lists once: the tasks it runs (and, pickled, its workers) reuse it."""
+        if getattr(self, "_listing", None) is None:
+            self._listing = ListingSnapshot(self.listing_file).load_or_create(self.list_inputs)
+        return self._listing
 
     def read_file(self, filepath) -> DocumentsPipeline:
         """datatrove's per-file hook: any failure is recorded for this file; documents before it are kept."""
@@ -187,11 +190,29 @@ class AccountedReader:
         """Reject FIFOs, sockets, devices and files over ``max_file_bytes`` from ``stat``, before opening."""
         check_regular_file(self.data_folder.info(filepath), self.max_file_bytes)
 
+    #: one document per file (Python trees): datatrove's per-file "Reading input file" log line would
+    #: cost as much as reading a small file, so it is silenced while this reader runs
+    quiet_file_log = False
+
     def run_accounted(self, files: list, data: DocumentsPipeline, rank: int) -> DocumentsPipeline:
         """datatrove's ``read_files_shard`` (limit, skip, progress, stats) over this task's files."""
         if data:
             yield from data
-        with self.accounting(rank):
+        with self.accounting(rank), _quiet_reader_log(self.quiet_file_log):
             for document in self.read_files_shard(files):
                 self.update_doc_stats(document)
                 yield document
+
+
+@contextlib.contextmanager
+def _quiet_reader_log(quiet: bool):
+    from datatrove.utils.logging import logger
+
+    if not quiet:
+        yield
+        return
+    logger.disable("datatrove.pipeline.readers.base")
+    try:
+        yield
+    finally:
+        logger.enable("datatrove.pipeline.readers.base")

@@ -164,6 +164,7 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
     """
 
     name = "🐍 Python sources"
+    quiet_file_log = True
 
     def __init__(
         self,
