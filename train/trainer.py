@@ -692,6 +692,14 @@ def save(run: Run, step: int) -> Path:
     return save_checkpoint(run.accelerator, run.out, step, run.cfg.keep_last, {"tokens": tokens})
 
 
+def make_readable(model_dir: str | os.PathLike) -> None:
+    """Give a model directory's files mode 0644: ``save_pretrained`` writes ``model.safetensors`` as
+    0600, which another user (a vLLM container, a shared cache, a colleague) cannot load."""
+    for path in Path(model_dir).iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o644)
+
+
 def save_final(run: Run) -> None:
     """The final model as a standard HF directory (train.export adds the tokenizer and the card)."""
     accelerator = run.accelerator
@@ -700,6 +708,7 @@ def save_final(run: Run) -> None:
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(run.model)
         unwrapped.save_pretrained(str(run.out / FINAL_DIR), state_dict=state_dict, safe_serialization=True)
+        make_readable(run.out / FINAL_DIR)
     if run.writer is not None:
         run.writer.close()
     accelerator.wait_for_everyone()
