@@ -6,10 +6,8 @@ import statistics
 import warnings
 
 import pytest
-from train_testdata import make_shards
+from train_testdata import make_token_dir
 
-from train.prepare import prepare_tokens
-from train.tokenizer import train_tokenizer
 from train.trainer import GPU_PEAK_TFLOPS, device_peak_flops, train
 
 TINY = {
@@ -20,11 +18,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
-    root = tmp_path_factory.mktemp("checks")
-    shards = make_shards(root / "shards", n_files=12)
-    train_tokenizer(shards, root / "tok", vocab_size=1024)
-    prepare_tokens(shards, root / "tok", root / "tokens", workers=1)
-    return str(root / "tokens")
+    return make_token_dir(tmp_path_factory.mktemp("checks"), n_files=12, vocab_size=1024)["tokens"]
 
 
 def test_seq_len_beyond_the_preset_context_fails_before_training(tokens, tmp_path):

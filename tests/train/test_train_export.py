@@ -10,12 +10,10 @@ import venv
 from pathlib import Path
 
 import pytest
-from train_testdata import make_shards
+from train_testdata import make_token_dir
 
 from train.export import export_model
-from train.prepare import prepare_tokens
 from train.presets import count_parameters
-from train.tokenizer import train_tokenizer
 from train.trainer import train
 
 TF4_VERSION = "4.46.3"
@@ -24,11 +22,9 @@ TF4_VERSION = "4.46.3"
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    shards = make_shards(root / "shards", n_files=10)
-    train_tokenizer(shards, root / "tok", vocab_size=600)
-    prepare_tokens(shards, root / "tok", root / "tokens", workers=1)
+    data = make_token_dir(root, n_files=10, vocab_size=600)
     summary = train(
-        tokens=str(root / "tokens"), tokenizer=str(root / "tok"), output_dir=str(root / "run"), preset="tiny",
+        tokens=data["tokens"], tokenizer=data["tokenizer"], output_dir=str(root / "run"), preset="tiny",
         vocab_size=600, seq_len=64, global_batch_size=4, micro_batch_size=4, max_steps=2, warmup_steps=1,
         mixed_precision="no", cpu=True, tensorboard=False,
     )  # fmt: skip
