@@ -80,8 +80,9 @@ def run_ours(args, tokens: Path, out: Path) -> list[float]:
 
 def run_trainer(args, tokens: Path, out: Path) -> list[float]:
     import torch
-    from transformers import PhiForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import PhiForCausalLM, Trainer, TrainerCallback, set_seed
 
+    from benchmarks.gpu.sections import trainer_arguments
     from train.prepare import TokenFile
     from train.presets import attn_implementation, phi_config
     from train.trainer import TokenWindows, WindowSampler, grad_accum_steps
@@ -122,30 +123,12 @@ def run_trainer(args, tokens: Path, out: Path) -> list[float]:
     config._attn_implementation = attn_implementation("auto")
     model = PhiForCausalLM(config)
     timer = StepTimer()
-    training_args = TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=args.micro_batch,
-        gradient_accumulation_steps=grad_accum_steps(args.global_batch, args.micro_batch, 1),
-        max_steps=args.steps,
-        learning_rate=1e-3,
-        warmup_steps=2,
-        lr_scheduler_type="linear",
-        weight_decay=0.1,
-        adam_beta1=0.9,
-        adam_beta2=0.98,
-        adam_epsilon=1e-7,
-        max_grad_norm=1.0,
-        bf16=args.bf16,
-        use_cpu=not torch.cuda.is_available(),
-        optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
-        torch_compile=args.compile,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=0,
+    spec = {"device": "cuda" if torch.cuda.is_available() else "cpu", "precision": "bf16" if args.bf16 else "no",
+            "micro_batch": args.micro_batch, "accum": grad_accum_steps(args.global_batch, args.micro_batch, 1),
+            "warmup": 0, "steps": args.steps, "compile": args.compile}  # fmt: skip
+    # the GPU suite's Trainer settings, with this script's LR schedule
+    training_args = trainer_arguments(
+        spec, str(out), learning_rate=1e-3, warmup_steps=2, lr_scheduler_type="linear"
     )
     Sequential(model=model, args=training_args, train_dataset=Windows(), callbacks=[timer]).train()
     return [b - a for a, b in zip(timer.ends, timer.ends[1:], strict=False)]

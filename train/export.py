@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from train.trainer import CHECKPOINTS_DIR, FINAL_DIR, METRICS_NAME
+from train.trainer import CHECKPOINTS_DIR, FINAL_DIR, METRICS_NAME, make_readable
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -59,6 +59,35 @@ def _add_legacy_rope_keys(config_path: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}
+
+
+def precision_name(mixed_precision: str | None) -> str:
+    """The training precision in words (``TrainConfig.mixed_precision`` says ``no`` for fp32).
+
+    Example:
+        >>> precision_name("no"), precision_name("bf16")
+        ('fp32', 'bf16 mixed precision')
+    """
+    return PRECISION_NAMES.get(mixed_precision or "", str(mixed_precision))
+
+
+def parameter_summary(model) -> str:
+    """The parameter count as the trainer reports it (the matmul parameters, which MFU uses), and the
+    total with the input embedding.
+
+    Example:
+        >>> from train.presets import build_model, phi_config
+        >>> parameter_summary(build_model(phi_config("tiny", vocab_size=1024)))
+        '0.17M parameters (0.23M with the input embedding)'
+    """
+    from train.presets import count_parameters
+
+    trained = count_parameters(model)
+    total = count_parameters(model, exclude_input_embedding=False)
+    return f"{trained / 1e6:.2f}M parameters ({total / 1e6:.2f}M with the input embedding)"
+
+
 def _model_card(
     run: Path, train_cfg: dict, data: dict, metrics: list[dict], recipe: str | None, model
 ) -> str:
@@ -67,6 +96,7 @@ def _model_card(
     last = next((m for m in reversed(metrics) if "loss" in m), {})
     val = next((m["val_loss"] for m in reversed(metrics) if "val_loss" in m), None)
     cfg = model.config
+    title = recipe or Path(train_cfg.get("output_dir", run)).name
     lines = [
         "---",
         "library_name: transformers",
@@ -74,9 +104,9 @@ def _model_card(
         "tags: [code, phi, textbooks]",
         "---",
         "",
-        f"# {Path(train_cfg.get('output_dir', run)).name}",
+        f"# {title}",
         "",
-        f"A `PhiForCausalLM` code model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters: "
+        f"A `PhiForCausalLM` code model ({parameter_summary(model)}: "
         f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, {cfg.num_attention_heads} heads, "
         f"vocabulary {cfg.vocab_size}) trained with the `textbooks` toolkit"
         + (f", recipe `{recipe}`." if recipe else "."),
@@ -99,7 +129,7 @@ def _model_card(
         + (f", initialised from `{train_cfg['init_from']}`" if train_cfg.get("init_from") else ""),
         f"- {last.get('step')} steps of {train_cfg.get('global_batch_size')} x {train_cfg.get('seq_len')} tokens, "
         f"lr {train_cfg.get('lr')} ({train_cfg.get('decay')} decay, {train_cfg.get('warmup_steps')} warmup steps), "
-        f"weight decay {train_cfg.get('weight_decay')}, {train_cfg.get('mixed_precision')}"
+        f"weight decay {train_cfg.get('weight_decay')}, {precision_name(train_cfg.get('mixed_precision'))}"
         + (", loss on solution tokens only" if train_cfg.get("solution_only_loss") else ""),
         f"- final train loss {last.get('loss')}" + (f", validation loss {val}" if val is not None else ""),
         "",
@@ -140,7 +170,7 @@ def export_model(
     """
     import torch
 
-    from train.tokenizer import load_tokenizer
+    from train.tokenizer import load_tokenizer, save_tokenizer
 
     run = Path(run_dir)
     out = Path(output_dir)
@@ -162,7 +192,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
     _add_legacy_rope_keys(out / "config.json")
-    tok.save_pretrained(str(out))
+    save_tokenizer(tok, out)
     metrics_path = run / METRICS_NAME
     metrics = (
         [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
@@ -170,6 +200,7 @@ def export_model(
         else []
     )
     (out / "README.md").write_text(_model_card(run, train_cfg, data, metrics, recipe, model))
+    make_readable(out)
     summary: dict[str, Any] = {"output_dir": str(out), "tokenizer": str(tokenizer), "recipe": recipe}
     if verify:
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -4,13 +4,16 @@ The phi-1 paper used codegen-350M-mono's tokenizer (a GPT-2 byte-level BPE plus 
 spaces and tabs, so indented code costs one token per indent, not one per space). Where that tokenizer
 cannot be downloaded, :func:`train_tokenizer` builds the same *kind* of tokenizer from the curated
 shards with `tokenizers`: byte-level BPE, whitespace-run tokens, ``<|endoftext|>`` as BOS/EOS/UNK, saved
-with ``PreTrainedTokenizerFast.save_pretrained`` so ``AutoTokenizer.from_pretrained(dir)`` loads it.
+by :func:`save_tokenizer` so ``AutoTokenizer.from_pretrained(dir)`` loads it with transformers 4.4x-4.5x
+and 5.x alike.
 
 Example:
     >>> from train.tokenizer import train_tokenizer, load_tokenizer
     >>> train_tokenizer("textbooks-out/quickstart", "out/tokenizer", vocab_size=4096)  # doctest: +SKIP
-    >>> tok = load_tokenizer("out/tokenizer")            # or a hub name, e.g. "Salesforce/codegen-350M-mono"
-    >>> tok("def f():\\n    return 1").input_ids       # doctest: +SKIP
+    >>> tok = load_tokenizer("out/tokenizer")  # doctest: +SKIP
+    >>> tok("def f():\\n    return 1").input_ids  # doctest: +SKIP
+
+``load_tokenizer`` also takes a hub name, e.g. ``Salesforce/codegen-350M-mono``.
 """
 
 from __future__ import annotations
@@ -135,9 +138,7 @@ def train_tokenizer(
         model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
     )
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(out))
+    out = save_tokenizer(fast, output_dir)
     loaded = load_tokenizer(out)
     return {
         "output_dir": str(out),
@@ -145,6 +146,38 @@ def train_tokenizer(
         "tokenizer_hash": tokenizer_hash(loaded),
         "docs": counter["docs"],
     }
+
+
+# tokenizer_config.json as transformers 4.4x-4.5x and 5.x all read it: transformers 5 writes the class
+# "TokenizersBackend", which 4.x does not know; 4.x's PreTrainedTokenizerFast returns token_type_ids
+# unless told otherwise, and a causal LM's generate(**tok(...)) rejects them.
+PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+CAUSAL_LM_INPUT_NAMES = ["input_ids", "attention_mask"]
+# loader arguments transformers 5 leaks into a re-saved tokenizer_config.json
+LOADER_KEYS = ("backend", "is_local", "local_files_only")
+
+
+def save_tokenizer(tok, output_dir: str | os.PathLike) -> Path:
+    """``tok.save_pretrained(output_dir)`` with a ``tokenizer_config.json`` that loads with
+    transformers 4.4x-4.5x and 5.x as a ``PreTrainedTokenizerFast`` whose inputs are ``input_ids``
+    and ``attention_mask`` (a tokenizer with its own class, e.g. a hub one, keeps it).
+
+    Example:
+        >>> save_tokenizer(load_tokenizer("out/tok"), "out/model")  # doctest: +SKIP
+        PosixPath('out/model')
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(out))
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    if config.get("tokenizer_class") in (None, "TokenizersBackend"):
+        config["tokenizer_class"] = PORTABLE_TOKENIZER_CLASS
+    for key in LOADER_KEYS:
+        config.pop(key, None)
+    config["model_input_names"] = CAUSAL_LM_INPUT_NAMES
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return out
 
 
 def load_tokenizer(name_or_path: str | os.PathLike):

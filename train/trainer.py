@@ -692,6 +692,14 @@ def save(run: Run, step: int) -> Path:
     return save_checkpoint(run.accelerator, run.out, step, run.cfg.keep_last, {"tokens": tokens})
 
 
+def make_readable(model_dir: str | os.PathLike) -> None:
+    """Give a model directory's files mode 0644: ``save_pretrained`` writes ``model.safetensors`` as
+    0600, which another user (a vLLM container, a shared cache, a colleague) cannot load."""
+    for path in Path(model_dir).iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o644)
+
+
 def save_final(run: Run) -> None:
     """The final model as a standard HF directory (train.export adds the tokenizer and the card)."""
     accelerator = run.accelerator
@@ -700,6 +708,7 @@ def save_final(run: Run) -> None:
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(run.model)
         unwrapped.save_pretrained(str(run.out / FINAL_DIR), state_dict=state_dict, safe_serialization=True)
+        make_readable(run.out / FINAL_DIR)
     if run.writer is not None:
         run.writer.close()
     accelerator.wait_for_everyone()
@@ -710,6 +719,34 @@ def model_flops_utilisation(run: Run, tokens_per_s: float | None) -> float | Non
     if not (run.peak and tokens_per_s):
         return None
     return run.flops_per_token * tokens_per_s / (run.peak * run.accelerator.num_processes)
+
+
+def as_config(config=None, overrides: dict[str, Any] | None = None):
+    """A validated :class:`train.config.TrainConfig` from a config or a dict, with ``overrides``."""
+    from train.config import TrainConfig
+
+    values = config.model_dump() if isinstance(config, TrainConfig) else dict(config or {})
+    return TrainConfig(**{**values, **(overrides or {})})
+
+
+def step_metrics(run: Run, step: int, lr: float, loss: float, grad_norm, seconds: float) -> dict[str, Any]:
+    """One optimizer step's record: loss, LR, tokens so far, this step's time, tokens/s and MFU."""
+    tokens_per_step = run.cfg.global_batch_size * run.cfg.seq_len
+    values = {"step": step, "loss": loss, "lr": lr, "tokens": step * tokens_per_step}
+    values.update(tokens_per_s=tokens_per_step / seconds, step_time_s=seconds)
+    if grad_norm is not None:
+        values["grad_norm"] = float(grad_norm)
+    if run.peak:
+        values["mfu"] = model_flops_utilisation(run, values["tokens_per_s"])
+    return values
+
+
+def run_throughput(run: Run, step_times: list[float]) -> float | None:
+    """This process's tokens/s: total tokens over total time of its steps, the first (allocations,
+    compilation) left out unless it is the only one."""
+    timed = step_times[1:] or step_times
+    tokens_per_step = run.cfg.global_batch_size * run.cfg.seq_len
+    return tokens_per_second(len(timed) * tokens_per_step, sum(timed)) if timed else None
 
 
 def train(config=None, **overrides: Any) -> dict[str, Any]:
@@ -724,17 +761,11 @@ def train(config=None, **overrides: Any) -> dict[str, Any]:
         ``{"output_dir", "final_model", "steps", "tokens", "train_loss", "val_loss", "tokens_per_s",
         "mfu", "grad_accum_steps", "world_size", "resumed_from", "n_params", "train_time_s"}``.
     """
-    from train.config import TrainConfig
-
-    if isinstance(config, TrainConfig):
-        cfg = TrainConfig(**{**config.model_dump(), **overrides})
-    else:
-        cfg = TrainConfig(**{**(config or {}), **overrides})
+    cfg = as_config(config, overrides)
     run = setup(cfg)
     step, resumed_from = resume(run)
-    tokens_per_step = cfg.global_batch_size * cfg.seq_len
     train_loss = val_loss = None
-    first_step_s, timed_s, timed_steps = None, 0.0, 0
+    step_times: list[float] = []
     run.accelerator.print(
         f"training {run.n_params / 1e6:.1f}M params | {run.accelerator.num_processes} device(s) x "
         f"{cfg.micro_batch_size} seqs x {run.accum} accumulation = {cfg.global_batch_size} seqs x {cfg.seq_len} "
@@ -746,21 +777,11 @@ def train(config=None, **overrides: Any) -> dict[str, Any]:
         lr = get_lr(step, cfg)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        train_loss, grad_norm = train_step(
-            run.model, run.optimizer, run.accelerator, micro_batches(run, step), cfg.grad_clip
-        )
+        batches = micro_batches(run, step)
+        train_loss, grad_norm = train_step(run.model, run.optimizer, run.accelerator, batches, cfg.grad_clip)
         step += 1
-        dt = time.perf_counter() - t0  # train_step returned a float: the device has finished the step
-        if first_step_s is None:  # allocations and compilation: left out of the throughput
-            first_step_s = dt
-        else:
-            timed_s, timed_steps = timed_s + dt, timed_steps + 1
-        values = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * tokens_per_step}
-        values.update(tokens_per_s=tokens_per_step / dt, step_time_s=dt)
-        if grad_norm is not None:
-            values["grad_norm"] = float(grad_norm)
-        if run.peak:
-            values["mfu"] = model_flops_utilisation(run, values["tokens_per_s"])
+        step_times.append(time.perf_counter() - t0)  # train_step returned a float: the device is done
+        values = step_metrics(run, step, lr, train_loss, grad_norm, step_times[-1])
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             val_loss = estimate_loss(
                 run.model, run.accelerator, run.val_data, cfg.eval_windows, cfg.micro_batch_size
@@ -771,15 +792,12 @@ def train(config=None, **overrides: Any) -> dict[str, Any]:
         if step % cfg.save_every == 0 or step == cfg.max_steps:
             save(run, step)
     save_final(run)
-    if timed_steps:
-        rate = tokens_per_second(timed_steps * tokens_per_step, timed_s)
-    else:
-        rate = tokens_per_second(tokens_per_step, first_step_s) if first_step_s else None
+    rate = run_throughput(run, step_times)
     return {
         "output_dir": str(run.out),
         "final_model": str(run.out / FINAL_DIR),
         "steps": step,
-        "tokens": step * tokens_per_step,
+        "tokens": step * cfg.global_batch_size * cfg.seq_len,
         "train_loss": train_loss,
         "val_loss": val_loss,
         "tokens_per_s": rate,
@@ -788,7 +806,7 @@ def train(config=None, **overrides: Any) -> dict[str, Any]:
         "world_size": run.accelerator.num_processes,
         "resumed_from": resumed_from,
         "n_params": run.n_params,
-        "train_time_s": (first_step_s or 0.0) + timed_s,
+        "train_time_s": sum(step_times),
     }
 
 

@@ -229,10 +229,11 @@ class StepTimer(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def trainer_arguments(spec: dict, output_dir: str) -> TrainingArguments:
-    """The same optimisation as ours: AdamW (fused on GPU), wd 0.1, betas (0.9, 0.98), eps 1e-7, clip 1."""
+def trainer_arguments(spec: dict, output_dir: str, **overrides) -> TrainingArguments:
+    """The same optimisation as ours: AdamW (fused on GPU), wd 0.1, betas (0.9, 0.98), eps 1e-7, clip 1;
+    no saving, logging or evaluation. ``overrides`` replace any ``TrainingArguments`` field."""
     cuda = spec["device"] != "cpu"
-    return TrainingArguments(
+    values = dict(
         output_dir=output_dir,
         per_device_train_batch_size=spec["micro_batch"],
         gradient_accumulation_steps=spec["accum"],
@@ -258,6 +259,7 @@ def trainer_arguments(spec: dict, output_dir: str) -> TrainingArguments:
         dataloader_num_workers=0,
         seed=0,
     )
+    return TrainingArguments(**{**values, **overrides})
 
 
 def run_trainer(spec: dict) -> dict[str, Any]:

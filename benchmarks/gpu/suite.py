@@ -161,6 +161,10 @@ def run_section(spec: dict, out: Path, deadline: float) -> dict:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if (
+        spec.get("nproc", 1) == 1
+    ):  # one process, one GPU: Trainer would otherwise wrap the model in DataParallel
+        env["CUDA_VISIBLE_DEVICES"] = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
     timeout = min(spec["budget_s"], left)
     started = time.monotonic()
     timed_out = False

@@ -32,3 +32,14 @@ def make_shards(out: Path, n_files: int = 40, rows_per_group: int = 8, n_shards:
             table, out / "data" / f"000_{i:05d}.parquet", row_group_size=rows_per_group, compression="zstd"
         )
     return out
+
+
+def make_token_dir(root: Path, n_files: int, vocab_size: int) -> dict[str, str]:
+    """Shards of ``n_files`` stdlib modules, a BPE tokenizer trained on them and their token file."""
+    from train.prepare import prepare_tokens
+    from train.tokenizer import train_tokenizer
+
+    shards = make_shards(root / "shards", n_files=n_files)
+    train_tokenizer(shards, root / "tok", vocab_size=vocab_size)
+    prepare_tokens(shards, root / "tok", root / "tokens", workers=1)
+    return {"shards": str(shards), "tokenizer": str(root / "tok"), "tokens": str(root / "tokens")}

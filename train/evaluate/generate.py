@@ -24,6 +24,33 @@ from pathlib import Path
 from train.evaluate.tasks import truncate_at_stop
 
 
+class StopOnStrings:
+    """A ``transformers`` stopping criterion: a row is done once its generated text (after
+    ``prompt_length``) contains a stop string. Called after every new token, it decodes only each
+    row's last few tokens, not the whole completion: the same answer (a stop string that appears must
+    end in the newest token) at a constant cost per step.
+
+    Every token decodes to at least one character (byte-level pieces of a character to U+FFFD), so a
+    stop string of L characters spans at most L tokens; the margin covers a split first character.
+
+    Example:
+        >>> criterion = StopOnStrings(tokenizer=None, stop=["\\ndef", "\\nclass"], prompt_length=12)
+        >>> criterion.tail_tokens
+        14
+    """
+
+    def __init__(self, tokenizer, stop: list[str], prompt_length: int):
+        self.tokenizer, self.stop, self.prompt_length = tokenizer, list(stop), prompt_length
+        self.tail_tokens = max((len(s) for s in self.stop), default=0) + 8
+
+    def __call__(self, input_ids, scores=None, **kwargs):
+        import torch
+
+        first = max(self.prompt_length, input_ids.shape[1] - self.tail_tokens)
+        texts = self.tokenizer.batch_decode(input_ids[:, first:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+
+
 class HFGenerator:
     """Generate with a local transformers model directory.
 
@@ -85,7 +112,7 @@ class HFGenerator:
 
     def generate(self, prompts: list[str], stop: list[str], n: int = 1) -> list[list[dict]]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import StoppingCriteriaList
 
         model, tok = self._load()
         greedy = self.temperature <= 0
@@ -95,14 +122,6 @@ class HFGenerator:
         out: list[list[dict]] = [[] for _ in prompts]
         torch.manual_seed(self.seed)
 
-        class StopOnStrings(StoppingCriteria):
-            def __init__(self, start: int):
-                self.start = start
-
-            def __call__(self, input_ids, scores, **kwargs):
-                texts = tok.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
-                return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
-
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
             enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(self.device)
@@ -111,7 +130,7 @@ class HFGenerator:
                 use_cache=True,
                 pad_token_id=tok.pad_token_id,
                 num_return_sequences=per_prompt,
-                stopping_criteria=StoppingCriteriaList([StopOnStrings(enc["input_ids"].shape[1])]),
+                stopping_criteria=StoppingCriteriaList([StopOnStrings(tok, stop, enc["input_ids"].shape[1])]),
             )
             if greedy:
                 kwargs.update(do_sample=False)
