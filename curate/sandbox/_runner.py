@@ -541,7 +541,8 @@ def candidate_main(cfg, isolation, chan_r, chan_w, host_workdir):
 def tests_main(cfg, isolation, status_fd, token, chan_r, chan_w, tests, host_workdir):
     isolate(cfg, isolation, host_workdir, cfg.get("test_uid"))
     channel = SPLIT.Channel(chan_r, chan_w)
-    SPLIT.run_tests(tests, cfg.get("needed", []), cfg.get("imports", []), channel, status_fd, token)
+    needed, imports, provided = cfg.get("needed", []), cfg.get("imports", []), cfg.get("provided", "")
+    SPLIT.run_tests(tests, needed, imports, provided, channel, status_fd, token)
 
 
 def read_line(fd):

@@ -165,12 +165,15 @@ class Sandbox:
         self._sock = None
 
     # -- one run -------------------------------------------------------------------------------
-    def run(self, program: str, tests: str = "", reference: str | None = None) -> SandboxResult:
+    def run(
+        self, program: str, tests: str = "", reference: str | None = None, provided: str = ""
+    ) -> SandboxResult:
         """Run ``program`` then ``tests`` in fresh isolated processes; never raises for bad code.
 
         ``reference``: the problem's own solution, from which the verdict mode is chosen (see
         :func:`curate.sandbox.verdict_plan.plan_verdict`); without one the program itself is read, so
-        pass it whenever the program is untrusted and a reference exists."""
+        pass it whenever the program is untrusted and a reference exists. ``provided``: trusted code the
+        problem gives its tests (helper functions), run by the test process itself."""
         import json
 
         t0 = time.monotonic()
@@ -178,7 +181,7 @@ class Sandbox:
         tests = tests or ""
         plan = None
         if self.verdicts == "separate" and tests:
-            plan = plan_verdict(tests, program if reference is None else reference)
+            plan = plan_verdict(tests, program if reference is None else reference, provided or "")
         env = {k: os.environ[k] for k in ENV_WHITELIST if k in os.environ}
         env = {**DEFAULT_ENV, **env}
         uid = _next_uid() if os.geteuid() == 0 else None
@@ -188,6 +191,7 @@ class Sandbox:
             "verdicts": "separate" if split else "single",
             "needed": list(plan.needed) if split else [],
             "imports": list(plan.imports) if split else [],
+            "provided": plan.provided if split else "",
             "mode": "rlimits" if self.isolation == "rlimits" else "auto",
             "uid": uid,
             "test_uid": _next_uid() if split and uid is not None else None,
@@ -520,7 +524,7 @@ class Sandbox:
 
     # -- many runs -----------------------------------------------------------------------------
     def map(self, jobs, workers: int = 2) -> list[SandboxResult]:
-        """Run ``[(program, tests[, reference]), ...]`` concurrently; results come back in order."""
+        """Run ``[(program, tests[, reference[, provided]]), ...]`` concurrently, results in order."""
         jobs = [(j,) if isinstance(j, str) else tuple(j) for j in jobs]
         if workers <= 1 or len(jobs) <= 1:
             return [self.run(*j) for j in jobs]
@@ -539,7 +543,8 @@ def _interpreter_paths(python: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         prefixes, sites = [sys.base_prefix, sys.prefix], site.getsitepackages()
     else:
         code = "import json, site, sys; print(json.dumps([[sys.base_prefix, sys.prefix], site.getsitepackages()]))"
-        out = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+        # with site (a venv's prefix and site-packages are set by ``site``), without the user's
+        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60)
         prefixes, sites = json.loads(out.stdout)
     return tuple(prefixes), tuple(p for p in sites if os.path.isdir(p))
 

@@ -38,13 +38,16 @@ class VerdictPlan:
     ``needed``: names the tests read that the candidate's program may supply (built-ins only when the
     reference defines them: a candidate cannot swap ``abs`` or ``sorted`` under the tests);
     ``imports``: the reference's top-level imports, which the test process runs itself, so a module
-    or class the tests use is the real one, never the candidate's.
+    or class the tests use is the real one, never the candidate's; ``provided``: code the problem
+    gives (HumanEval's helper functions such as ``poly`` or ``encode_cyclic``), which the test process
+    runs itself, so a candidate cannot redefine what the tests check it with.
     """
 
     mode: str
     reason: str = ""
     needed: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
+    provided: str = ""
 
 
 def _parse(source: str) -> ast.Module | None:
@@ -95,12 +98,15 @@ class _TestsScan:
         self.tree = tree
         self.defined, self.params, self.names = set(), set(), set()
         self.nonplain = set(ref_functions) | set(ref_objects)
+        self.classes = set(ref_objects)  # calling one of these makes an instance
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
                 self.names.add(node.id)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.defined.add(node.name)
                 self.nonplain.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                self.classes.add(node.name)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 self.params |= {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
             if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -121,7 +127,7 @@ class _TestsScan:
         if isinstance(expr, ast.Constant):
             return expr.value is Ellipsis
         if isinstance(expr, ast.Call):
-            return not _is_plain_call(expr) or _callee_name(expr) in self.nonplain
+            return not _is_plain_call(expr) or _callee_name(expr) in self.classes
         if isinstance(expr, (ast.ListComp, ast.SetComp)):
             return self.is_nonplain(expr.elt)
         if isinstance(expr, ast.DictComp):
@@ -145,8 +151,9 @@ class _TestsScan:
 
 
 @lru_cache(maxsize=8192)
-def plan_verdict(tests: str, reference: str) -> VerdictPlan:
-    """The verdict plan for ``tests`` against programs meant to behave like ``reference``.
+def plan_verdict(tests: str, reference: str, provided: str = "") -> VerdictPlan:
+    """The verdict plan for ``tests`` against programs meant to behave like ``reference``; ``provided``:
+    trusted definitions the problem gives the tests (the test process runs them itself).
 
     Example:
         >>> plan_verdict("assert add(1, 2) == 3", "def add(a, b):\\n    return a + b").mode
@@ -168,5 +175,6 @@ def plan_verdict(tests: str, reference: str) -> VerdictPlan:
     reason = scan.nonplain_candidate_call(functions)
     if reason:
         return VerdictPlan(SINGLE, reason)
-    needed = sorted(n for n in scan.names if n not in BUILTIN_NAMES or n in ref_bound)
-    return VerdictPlan(SEPARATE, needed=tuple(needed), imports=tuple(imports))
+    given = _top_level(_parse(provided))[3] if provided else set()
+    needed = sorted(n for n in scan.names if (n not in BUILTIN_NAMES or n in ref_bound) and n not in given)
+    return VerdictPlan(SEPARATE, needed=tuple(needed), imports=tuple(imports), provided=provided)
