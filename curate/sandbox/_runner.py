@@ -83,11 +83,17 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
-def enter_namespaces(mode):
+#: a split run's two processes share one empty network, IPC and UTS namespace (made once, by the
+#: runner); each gets its own PID and mount namespace (so neither sees the other, and each has its
+#: own /tmp and /proc)
+SHARED_NS = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+PRIVATE_NS = CLONE_NEWPID | CLONE_NEWNS
+
+
+def enter_namespaces(mode, base=SHARED_NS | PRIVATE_NS):
     """Unshare namespaces for the children to come; returns the isolation actually obtained and,
     when root was refused for lack of resources, the errno (else 0)."""
     lc = libc()
-    base = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
     if mode in ("auto", "namespaces") and os.geteuid() == 0:
         if lc.unshare(base) == 0:
             return "root-namespaces", 0
@@ -494,12 +500,19 @@ def single_runner(cfg, cfg_fd, result_fd):
     finish(result_fd, nonce, out, host_workdir)
 
 
-def candidate_helper(cfg, chan_r, chan_w, report_w, ctl_r):
-    """Parent of the candidate's process, in the host PID namespace: forks it as PID 1 of a fresh one,
-    kills it when the runner says so (or dies), and reports how it ended."""
+def unshare_private(isolation):
+    """The per-process namespaces (PID, mount) under the runner's shared ones; an errno or 0."""
+    if isolation == "rlimits" or libc().unshare(PRIVATE_NS) == 0:
+        return 0
+    return ctypes_errno() or 1
+
+
+def candidate_helper(cfg, isolation, chan_r, chan_w, report_w, ctl_r):
+    """Parent of the candidate's process, in the runner's PID namespace: forks it as PID 1 of a fresh
+    one, kills it when the runner says so (or dies), and reports how it ended."""
     libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-    isolation, err = enter_namespaces(cfg["mode"])
-    if err in TRANSIENT_ERRNOS:
+    err = unshare_private(isolation)
+    if err:
         os.write(report_w, f"ERR unshare failed: {os.strerror(err)}\n".encode())
         os._exit(0)
     host_workdir = None
@@ -515,7 +528,7 @@ def candidate_helper(cfg, chan_r, chan_w, report_w, ctl_r):
     os.close(chan_r)
     os.close(chan_w)
     pidfd = os.pidfd_open(pid)
-    os.write(report_w, f"PID {pid} {isolation}\n".encode())
+    os.write(report_w, f"PID {pid}\n".encode())
     import select
 
     ready, _, _ = select.select([pidfd, ctl_r], [], [])
@@ -558,13 +571,17 @@ def read_line(fd):
 def split_runner(cfg, cfg_fd, result_fd):
     """Candidate and tests in two isolated processes joined by a plain-data channel; the verdict is the
     test process's. The candidate's process is forked before the tests enter this process's memory."""
+    outer_uid = os.getuid()
+    isolation, err = enter_namespaces(cfg["mode"], SHARED_NS)
+    if err in TRANSIENT_ERRNOS:
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}")
     c2t_r, c2t_w = os.pipe()
     t2c_r, t2c_w = os.pipe()
     rep_r, rep_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
     try:
         helper = fork_isolated(
-            candidate_helper, cfg, t2c_r, c2t_w, rep_w, ctl_r,
+            candidate_helper, cfg, isolation, t2c_r, c2t_w, rep_w, ctl_r,
             close=(result_fd, cfg_fd, c2t_r, t2c_w, rep_r, ctl_w),
         )  # fmt: skip
     except OSError as e:
@@ -572,13 +589,15 @@ def split_runner(cfg, cfg_fd, result_fd):
     for fd in (t2c_r, c2t_w, rep_w, ctl_r):
         os.close(fd)
     tests = read_frame(cfg_fd).decode()
-    first = read_line(rep_r).split(" ")
-    if first[0] != "PID":
+    err = unshare_private(isolation)  # meanwhile the helper does the same for the candidate
+    if err:
         os.close(ctl_w)
-        os.waitpid(helper, 0)
-        harness_failure(cfg_fd, result_fd, " ".join(first[1:]) or "candidate helper ended", True)
-    cand_pid, cand_isolation = int(first[1]), first[2]
-    isolation, host_workdir, outer_uid = prepare_child(cfg, cfg_fd, result_fd, True)
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}", True)
+    host_workdir = None
+    if isolation == "rlimits":
+        import tempfile
+
+        host_workdir = tempfile.mkdtemp(prefix="sandbox-")
     token = os.urandom(16).hex()
     sr, sw = status_pipe()
     try:
@@ -591,6 +610,14 @@ def split_runner(cfg, cfg_fd, result_fd):
         harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}", True)
     for fd in (sw, c2t_r, t2c_w):
         os.close(fd)
+    first = read_line(rep_r).split(" ")
+    if first[0] != "PID":  # no candidate process: the tests' process goes too, and the run is retried
+        os.kill(pid, SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ctl_w)
+        os.waitpid(helper, 0)
+        harness_failure(cfg_fd, result_fd, " ".join(first[1:]) or "candidate helper ended", True)
+    cand_pid = int(first[1])
     os.write(result_fd, f"PID {os.getpid()} {helper} {cand_pid} {pid}\n".encode())
     nonce = read_exact(cfg_fd, 64).strip().decode()
     os.close(cfg_fd)
@@ -600,7 +627,7 @@ def split_runner(cfg, cfg_fd, result_fd):
     last = read_line(rep_r).split(" ")
     os.waitpid(helper, 0)
     out = {
-        "isolation": isolation if isolation == cand_isolation else f"{cand_isolation}+{isolation}",
+        "isolation": isolation,
         "uid": cfg["uid"] if isolation == "root-namespaces" else outer_uid,
         "test_uid": cfg.get("test_uid") if isolation == "root-namespaces" else outer_uid,
         "verdict_mode": "separate-processes",
@@ -707,4 +734,9 @@ if __name__ == "__main__":
 
     libc()
     SPLIT = load_split()
+    import gc
+
+    # every run is a fork of this process: a collection in a child would touch (and so copy) every
+    # object inherited from here; frozen, they are never scanned
+    gc.freeze()
     zygote_main(int(sys.argv[1]))
