@@ -29,7 +29,9 @@ def completions(canonical: str) -> dict[str, str]:
     """The five honest completions of one task, from its canonical completion."""
     return {
         "canonical": canonical,
-        "buggy": canonical.replace("return ", "return not ", 1) if "return " in canonical else "    x = 1/0\n",
+        "buggy": canonical.replace("return ", "return not ", 1)
+        if "return " in canonical
+        else "    x = 1/0\n",
         "pass": "    pass\n",
         "syntax_error": "    return (\n",
         "infinite_loop": LOOP,

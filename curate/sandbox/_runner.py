@@ -257,7 +257,9 @@ def isolate(cfg, isolation, host_workdir, uid):
     guard. Everything after this may run untrusted code."""
     lc = libc() if isolation != "rlimits" else None
     workdir = host_workdir
-    if isolation != "rlimits" and setup_mounts(cfg["tmpfs_mb"], cfg.get("expose", ()), cfg.get("expose_tmp", ())):
+    if isolation != "rlimits" and setup_mounts(
+        cfg["tmpfs_mb"], cfg.get("expose", ()), cfg.get("expose_tmp", ())
+    ):
         workdir = "/tmp/work"
     if workdir is None:  # namespaces without a private tmpfs (mount refused): a host temp dir
         import tempfile
@@ -521,7 +523,9 @@ def candidate_helper(cfg, isolation, chan_r, chan_w, report_w, ctl_r):
 
         host_workdir = tempfile.mkdtemp(prefix="sandbox-")
     try:
-        pid = fork_isolated(candidate_main, cfg, isolation, chan_r, chan_w, host_workdir, close=(report_w, ctl_r))
+        pid = fork_isolated(
+            candidate_main, cfg, isolation, chan_r, chan_w, host_workdir, close=(report_w, ctl_r)
+        )
     except OSError as e:
         os.write(report_w, f"ERR candidate fork failed: {e}\n".encode())
         os._exit(0)

@@ -211,8 +211,11 @@ class Channel:
         reply = self.request(("call", name, args, kwargs))
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ret":
             return reply[1]
-        if isinstance(reply, tuple) and len(reply) == 4 and reply[0] == "raise" and _is_exception_record(
-            reply[1:]
+        if (
+            isinstance(reply, tuple)
+            and len(reply) == 4
+            and reply[0] == "raise"
+            and _is_exception_record(reply[1:])
         ):
             raise rebuild_exception(*reply[1:])
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "bad" and isinstance(reply[1], str):

@@ -272,7 +272,9 @@ def test_forgers_fail_in_separate_mode(sb, active, index):
 
 
 def report(forged: Counter, forged_fallback: Counter, fallback: dict, n_tasks: int) -> None:
-    print(f"\nforged passes in separate-process mode over {n_tasks} tasks: {sum(forged.values())} {dict(forged)}")
+    print(
+        f"\nforged passes in separate-process mode over {n_tasks} tasks: {sum(forged.values())} {dict(forged)}"
+    )
     print(f"tasks in single-process fallback: {len(fallback)}; forged passes there: {dict(forged_fallback)}")
     for task_id, reason in sorted(fallback.items()):
         print(f"  fallback {task_id}: {reason}")

@@ -27,10 +27,12 @@ hashable = st.recursive(
 )
 plain = st.recursive(
     hashable | st.complex_numbers(allow_nan=False),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(hashable, inner, max_size=4)
-    | st.sets(hashable, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(hashable, inner, max_size=4)
+        | st.sets(hashable, max_size=4)
+    ),
     max_leaves=25,
 )
 
@@ -129,7 +131,11 @@ def test_encoding_refuses_what_is_not_plain():
         ("assert f(iter([1])) == 1", "def f(it): ...", SINGLE),
         ("assert f(x for x in [1]) == 1", "def f(it): ...", SINGLE),
         ("from fractions import Fraction\nassert f(Fraction(1, 2)) == 1", "def f(q): ...", SINGLE),
-        ("P = namedtuple('P', 'x')\nassert f(P(1)) == 1", "from collections import namedtuple\ndef f(p): ...", SINGLE),
+        (
+            "P = namedtuple('P', 'x')\nassert f(P(1)) == 1",
+            "from collections import namedtuple\ndef f(p): ...",
+            SINGLE,
+        ),
         ("assert sorted(f(3), key=lambda t: -t) == [1]", "def f(n): ...", SEPARATE),
         ("assert isinstance(f(1), int)", "def f(n): ...", SEPARATE),
     ],

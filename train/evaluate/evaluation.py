@@ -67,8 +67,11 @@ def _markdown(summary: dict) -> str:
         *[f"| {k} | {v} |" for k, v in summary.get("isolation_counts", {}).items()],
     ]
     if summary.get("missing_tasks"):
-        lines += ["", f"Not scored (no samples): {len(summary['missing_tasks'])} tasks, "
-                  + ", ".join(summary["missing_tasks"])]
+        lines += [
+            "",
+            f"Not scored (no samples): {len(summary['missing_tasks'])} tasks, "
+            + ", ".join(summary["missing_tasks"]),
+        ]
     subsets = summary.get("subsets")
     if subsets and subsets.get("taus"):
         lines += [
