@@ -461,12 +461,15 @@ def prepare_child(cfg, cfg_fd, result_fd, tests_read):
     if err in TRANSIENT_ERRNOS:
         # root was refused namespaces for lack of kernel resources: no silent downgrade to rlimits
         harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}", tests_read)
-    host_workdir = None
-    if isolation == "rlimits":  # no private tmpfs: a host temp dir, removed by this process afterwards
-        import tempfile
-
-        host_workdir = tempfile.mkdtemp(prefix="sandbox-")
+    host_workdir = tempfile_dir() if isolation == "rlimits" else None
     return isolation, host_workdir, outer_uid
+
+
+def tempfile_dir():
+    """A host temp dir for a child without a private tmpfs (rlimits mode); removed after the run."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="sandbox-")
 
 
 def finish(result_fd, nonce, out, host_workdir):
@@ -517,11 +520,7 @@ def candidate_helper(cfg, isolation, chan_r, chan_w, report_w, ctl_r):
     if err:
         os.write(report_w, f"ERR unshare failed: {os.strerror(err)}\n".encode())
         os._exit(0)
-    host_workdir = None
-    if isolation == "rlimits":
-        import tempfile
-
-        host_workdir = tempfile.mkdtemp(prefix="sandbox-")
+    host_workdir = tempfile_dir() if isolation == "rlimits" else None
     try:
         pid = fork_isolated(
             candidate_main, cfg, isolation, chan_r, chan_w, host_workdir, close=(report_w, ctl_r)
@@ -572,13 +571,9 @@ def read_line(fd):
     return buf.decode().strip()
 
 
-def split_runner(cfg, cfg_fd, result_fd):
-    """Candidate and tests in two isolated processes joined by a plain-data channel; the verdict is the
-    test process's. The candidate's process is forked before the tests enter this process's memory."""
-    outer_uid = os.getuid()
-    isolation, err = enter_namespaces(cfg["mode"], SHARED_NS)
-    if err in TRANSIENT_ERRNOS:
-        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}")
+def start_candidate(cfg, isolation, cfg_fd, result_fd):
+    """Fork the candidate's helper (and through it the candidate's process); returns the helper's pid
+    and the runner's ends: channel to the tests (c2t_r, t2c_w), the helper's reports, its stop pipe."""
     c2t_r, c2t_w = os.pipe()
     t2c_r, t2c_w = os.pipe()
     rep_r, rep_w = os.pipe()
@@ -592,16 +587,36 @@ def split_runner(cfg, cfg_fd, result_fd):
         harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}")
     for fd in (t2c_r, c2t_w, rep_w, ctl_r):
         os.close(fd)
+    return helper, c2t_r, t2c_w, rep_r, ctl_w
+
+
+def split_verdict(wstatus, record, helper_report):
+    """The test process's verdict; when it says the candidate went away, how the candidate ended, told
+    as a single process's end would be (``EarlyExit``, ``CPUTimeLimit``, ``SIGKILL``...)."""
+    verdict = wait_status_verdict(wstatus, record)
+    last = helper_report.split(" ")
+    if verdict.get("error_type") == "CandidateGone" and last[0] == "EXIT":
+        if last[2] == "1":  # still running when the tests ended: it closed the channel on purpose
+            verdict.update(error_type="ChannelClosed")
+        else:
+            verdict = {**wait_status_verdict(int(last[1]), None), "phase": verdict.get("phase")}
+    return verdict
+
+
+def split_runner(cfg, cfg_fd, result_fd):
+    """Candidate and tests in two isolated processes joined by a plain-data channel; the verdict is the
+    test process's. The candidate's process is forked before the tests enter this process's memory."""
+    outer_uid = os.getuid()
+    isolation, err = enter_namespaces(cfg["mode"], SHARED_NS)
+    if err in TRANSIENT_ERRNOS:
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}")
+    helper, c2t_r, t2c_w, rep_r, ctl_w = start_candidate(cfg, isolation, cfg_fd, result_fd)
     tests = read_frame(cfg_fd).decode()
     err = unshare_private(isolation)  # meanwhile the helper does the same for the candidate
     if err:
         os.close(ctl_w)
         harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}", True)
-    host_workdir = None
-    if isolation == "rlimits":
-        import tempfile
-
-        host_workdir = tempfile.mkdtemp(prefix="sandbox-")
+    host_workdir = tempfile_dir() if isolation == "rlimits" else None
     token = os.urandom(16).hex()
     sr, sw = status_pipe()
     try:
@@ -621,30 +636,21 @@ def split_runner(cfg, cfg_fd, result_fd):
         os.close(ctl_w)
         os.waitpid(helper, 0)
         harness_failure(cfg_fd, result_fd, " ".join(first[1:]) or "candidate helper ended", True)
-    cand_pid = int(first[1])
-    os.write(result_fd, f"PID {os.getpid()} {helper} {cand_pid} {pid}\n".encode())
+    os.write(result_fd, f"PID {os.getpid()} {helper} {first[1]} {pid}\n".encode())
     nonce = read_exact(cfg_fd, 64).strip().decode()
     os.close(cfg_fd)
     _, wstatus = os.waitpid(pid, 0)
     record = read_record(drain(sr), token)
     os.close(ctl_w)  # the helper now kills the candidate's process if it still runs
-    last = read_line(rep_r).split(" ")
+    helper_report = read_line(rep_r)
     os.waitpid(helper, 0)
+    root = isolation == "root-namespaces"
     out = {
         "isolation": isolation,
-        "uid": cfg["uid"] if isolation == "root-namespaces" else outer_uid,
-        "test_uid": cfg.get("test_uid") if isolation == "root-namespaces" else outer_uid,
-        "verdict_mode": "separate-processes",
+        "uid": cfg["uid"] if root else outer_uid,
+        "test_uid": cfg.get("test_uid") if root else outer_uid,
+        **split_verdict(wstatus, record, helper_report),
     }
-    verdict = wait_status_verdict(wstatus, record)
-    if verdict.get("error_type") == "CandidateGone" and last[0] == "EXIT":
-        # the candidate's process ended mid-run: say how, as a single process's end would be told
-        cand_status, killed_by_us = int(last[1]), last[2] == "1"
-        if killed_by_us:
-            verdict.update(error_type="ChannelClosed")
-        else:
-            verdict = {**wait_status_verdict(cand_status, None), "phase": verdict.get("phase")}
-    out.update(verdict)
     finish(result_fd, nonce, out, host_workdir)
 
 
