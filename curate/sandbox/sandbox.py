@@ -178,40 +178,16 @@ class Sandbox:
         :func:`curate.sandbox.verdict_plan.plan_verdict`); without one the program itself is read, so
         pass it whenever the program is untrusted and a reference exists. ``provided``: trusted code the
         problem gives its tests (helper functions), run by the test process itself."""
-        import json
-
         t0 = time.monotonic()
         program = program if isinstance(program, str) else str(program)
         tests = tests or ""
         plan = None
         if self.verdicts == "separate" and tests:
             plan = plan_verdict(tests, program if reference is None else reference, provided or "")
+        split = plan is not None and plan.mode == SEPARATE
         env = {k: os.environ[k] for k in ENV_WHITELIST if k in os.environ}
         env = {**DEFAULT_ENV, **env}
-        uid = _next_uid() if os.geteuid() == 0 else None
-        split = plan is not None and plan.mode == SEPARATE
-        cfg = {
-            "program": program,
-            "verdicts": "separate" if split else "single",
-            "needed": list(plan.needed) if split else [],
-            "imports": list(plan.imports) if split else [],
-            "provided": plan.provided if split else "",
-            "mode": "rlimits" if self.isolation == "rlimits" else "auto",
-            "uid": uid,
-            "test_uid": _next_uid() if split and uid is not None else None,
-            "cpu_s": float(self.cpu_s if self.cpu_s is not None else self.timeout_s),
-            "memory_mb": self.memory_mb,
-            "max_files": self.max_files,
-            "max_file_bytes": self.max_file_bytes,
-            "max_procs": self.max_procs,
-            "tmpfs_mb": self.tmpfs_mb,
-            "env": env,
-            **self._interpreter_mounts(),
-        }
-        # frames: the config (program included), then the tests, which the runner reads only after
-        # the program's process is forked
-        head, body = json.dumps(cfg).encode(), tests.encode("utf-8", "surrogatepass")
-        payload = b"%010d" % len(head) + head + b"%010d" % len(body) + body
+        payload, uid = self._payload(program, tests, plan if split else None, env)
         causes: list[str] = []  # transient harness failures retried before this run's verdict
         for attempt in range(HARNESS_ATTEMPTS):
             if attempt:
@@ -256,6 +232,33 @@ class Sandbox:
             verdict_mode=SEPARATE if split else SINGLE,
             details=details,
         )
+
+    def _payload(self, program: str, tests: str, split_plan, env: dict) -> tuple[bytes, int | None]:
+        """The config pipe's frames (the config, program included, then the tests, which the runner
+        reads only after the program's process is forked) and the program's uid."""
+        import json
+
+        uid = _next_uid() if os.geteuid() == 0 else None
+        cfg = {
+            "program": program,
+            "verdicts": "separate" if split_plan else "single",
+            "needed": list(split_plan.needed) if split_plan else [],
+            "imports": list(split_plan.imports) if split_plan else [],
+            "provided": split_plan.provided if split_plan else "",
+            "mode": "rlimits" if self.isolation == "rlimits" else "auto",
+            "uid": uid,
+            "test_uid": _next_uid() if split_plan and uid is not None else None,
+            "cpu_s": float(self.cpu_s if self.cpu_s is not None else self.timeout_s),
+            "memory_mb": self.memory_mb,
+            "max_files": self.max_files,
+            "max_file_bytes": self.max_file_bytes,
+            "max_procs": self.max_procs,
+            "tmpfs_mb": self.tmpfs_mb,
+            "env": env,
+            **self._interpreter_mounts(),
+        }
+        head, body = json.dumps(cfg).encode(), tests.encode("utf-8", "surrogatepass")
+        return b"%010d" % len(head) + head + b"%010d" % len(body) + body, uid
 
     def _attempt(self, payload: bytes, env: dict):
         """One try: hand fresh pipes to the zygote, feed the config, collect the verdict."""
