@@ -274,6 +274,7 @@ def test_no_forged_pass_on_a_sample_of_humaneval_and_mbpp(sb, active, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_no_forged_pass_on_all_humaneval_and_mbpp(sb, active, capsys):
     task_list = tasks(limit=None)
     forged, forged_fallback, fallback = forged_passes(sb, task_list, workers=4)
