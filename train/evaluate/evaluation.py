@@ -230,7 +230,7 @@ def evaluate(
             n, c = per_task.get(task.task_id, (0, 0))
             per_task[task.task_id] = (n + 1, c + int(res.passed))
             status_counts[res.status] += 1
-            isolation_counts[res.verdict_mode] += 1
+            isolation_counts[res.verdict_mode or "not run"] += 1
             if res.verdict_mode == "single-process":
                 single_process_tasks[task.task_id] = res.details.get("single_process_reason", "")
             row = {
