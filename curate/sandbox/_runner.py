@@ -488,7 +488,10 @@ def candidate_helper(cfg, isolation, chan_r, chan_w, report_w, ctl_r):
         import shutil
 
         shutil.rmtree(host_workdir, ignore_errors=True)
-    os.write(report_w, f"EXIT {wstatus} {int(ctl_r in ready)}\n".encode())
+    # ours only if our SIGKILL ended it: a process already exiting (its pipes closed, which is what the
+    # tests saw) keeps its own exit status
+    killed_by_us = ctl_r in ready and os.WIFSIGNALED(wstatus) and os.WTERMSIG(wstatus) == SIGKILL
+    os.write(report_w, f"EXIT {wstatus} {int(killed_by_us)}\n".encode())
     os._exit(0)
 
 
