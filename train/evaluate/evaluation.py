@@ -3,9 +3,13 @@
 Outputs in ``output_dir`` (names carry the benchmark and prompt format, so runs coexist):
 
 * ``<bench>-<format>.samples.jsonl`` - one row per sample: task, prompt format, completion, status,
-  passed, error type, output tail, duration.
-* ``<bench>-<format>.summary.json`` - pass@k, counts per status, similar/non-similar pass@1 per tau
-  (when decontam's ``split.json`` is given), the model, the benchmark checksum, the settings.
+  passed, error type, output tail, duration, and ``isolation``: ``separate-processes`` (the tests ran
+  in their own process, calling the completion through plain-data proxies) or ``single-process`` (the
+  problem needs the fallback; see :mod:`curate.sandbox.verdict_plan`).
+* ``<bench>-<format>.summary.json`` - pass@k, counts per status and per isolation, similar/non-similar
+  pass@1 per tau (when decontam's ``split.json`` is given), the model, the benchmark checksum, the
+  settings, and ``missing_tasks``: benchmark tasks a samples file has no completion for (they are not
+  scored, and the notes say so).
 * ``<bench>-<format>.summary.md`` - the same as Markdown tables.
 """
 
@@ -57,7 +61,17 @@ def _markdown(summary: dict) -> str:
         "| status | samples |",
         "| --- | --- |",
         *[f"| {k} | {v} |" for k, v in summary["status_counts"].items()],
+        "",
+        "| isolation | samples |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in summary.get("isolation_counts", {}).items()],
     ]
+    if summary.get("missing_tasks"):
+        lines += [
+            "",
+            f"Not scored (no samples): {len(summary['missing_tasks'])} tasks, "
+            + ", ".join(summary["missing_tasks"]),
+        ]
     subsets = summary.get("subsets")
     if subsets and subsets.get("taus"):
         lines += [
@@ -135,6 +149,7 @@ def evaluate(
     )
     fmt = tasks[0].prompt_format if tasks else (prompt_format or benchmark)
     notes: list[str] = []
+    missing: list[str] = []
 
     # completions per task: list of (completion, generation error)
     if samples is not None:
@@ -146,6 +161,13 @@ def evaluate(
         if unknown:
             notes.append(
                 f"{len(unknown)} task ids in the samples file are not in the benchmark, e.g. {unknown[:3]}"
+            )
+        missing = [t.task_id for t in tasks if t.task_id not in by_task]
+        if missing:
+            notes.append(
+                f"{len(missing)} of {len(tasks)} benchmark tasks have no samples and are not scored: "
+                + ", ".join(missing[:20])
+                + (" ..." if len(missing) > 20 else "")
             )
         tasks = [t for t in tasks if t.task_id in by_task]
         completions = [[{"completion": c, "gen_error": None} for c in by_task[t.task_id]] for t in tasks]
@@ -188,7 +210,7 @@ def evaluate(
     jobs, owners = [], []
     for ti, (task, outs) in enumerate(zip(tasks, completions, strict=True)):
         for si, o in enumerate(outs):
-            jobs.append((task.program(o["completion"]), task.tests))
+            jobs.append(task.sandbox_job(o["completion"]))
             owners.append((ti, si))
     t1 = time.monotonic()
     with Sandbox(timeout_s=timeout_s) as sb:
@@ -200,12 +222,17 @@ def evaluate(
     stem = f"{benchmark}-{fmt}"
     per_task: dict[str, tuple[int, int]] = {}
     status_counts: Counter = Counter()
+    isolation_counts: Counter = Counter()
+    single_process_tasks: dict[str, str] = {}
     with open(out_dir / f"{stem}.samples.jsonl", "w", encoding="utf-8") as f:
         for (ti, si), res in zip(owners, results, strict=True):
             task, o = tasks[ti], completions[ti][si]
             n, c = per_task.get(task.task_id, (0, 0))
             per_task[task.task_id] = (n + 1, c + int(res.passed))
             status_counts[res.status] += 1
+            isolation_counts[res.verdict_mode or "not run"] += 1
+            if res.verdict_mode == "single-process":
+                single_process_tasks[task.task_id] = res.details.get("single_process_reason", "")
             row = {
                 "task_id": task.task_id,
                 "benchmark": task.benchmark,
@@ -216,6 +243,7 @@ def evaluate(
                 "status": res.status,
                 "passed": res.passed,
                 "error_type": res.error_type,
+                "isolation": res.verdict_mode,
                 "output_tail": res.output_tail,
                 "duration_s": round(res.duration_s, 4),
             }
@@ -233,6 +261,9 @@ def evaluate(
         else (max((n for n, _ in per_task.values()), default=0)),
         "pass_at_k": mean_pass_at_k(per_task.values(), k),
         "status_counts": dict(sorted(status_counts.items())),
+        "isolation_counts": dict(sorted(isolation_counts.items())),
+        "single_process_tasks": dict(sorted(single_process_tasks.items())),
+        "missing_tasks": missing,
         "failed_tasks": sorted(t for t, (n, c) in per_task.items() if c == 0),
         "benchmark_checksum": checksum,
         "settings": {

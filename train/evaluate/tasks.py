@@ -39,9 +39,39 @@ class EvalTask:
     canonical: str = ""  # the canonical solution as a completion of ``prompt``
     checksum: str | None = None  # sha256 of the benchmark file the problem came from
     extra: dict = field(default_factory=dict)
+    provided: str = ""  # helper code the prompt gives the tests (run by the sandbox's test process)
 
     def program(self, completion: str) -> str:
         return self.program_prefix + completion
+
+    def sandbox_job(self, completion: str) -> tuple[str, str, str, str]:
+        """``(program, tests, reference, provided)`` for :meth:`curate.sandbox.Sandbox.map`: the verdict
+        mode is chosen from the canonical solution, never from the completion."""
+        return self.program(completion), self.tests, self.program(self.canonical), self.provided
+
+
+def prompt_helpers(prompt: str, entry_point: str) -> str:
+    """The prompt's imports and complete helper functions (everything but the function to write).
+
+    >>> prompt_helpers("import math\\ndef poly(x):\\n    return x\\ndef find_zero(xs):\\n", "find_zero")
+    'import math\\ndef poly(x):\\n    return x'
+    """
+    source = prompt + "    pass\n"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    keep = [
+        n
+        for n in tree.body
+        if isinstance(n, (ast.Import, ast.ImportFrom)) or (isinstance(n, functions) and n.name != entry_point)
+    ]
+    if not any(isinstance(n, functions) for n in keep):
+        return ""
+    return "\n".join(ast.get_source_segment(source, n) for n in keep)
 
 
 def humaneval_job(prompt: str, completion: str, test: str, entry_point: str) -> tuple[str, str]:
@@ -113,6 +143,7 @@ def humaneval_tasks(items) -> list[EvalTask]:
             or (it.solution[len(it.prompt) :] if it.solution.startswith(it.prompt) else it.solution),
             extra={"entry_point": it.entry_point},
             checksum=it.checksum,
+            provided=prompt_helpers(it.prompt, it.entry_point),
         )
         for it in items
     ]
