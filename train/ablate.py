@@ -79,6 +79,7 @@ class AblationConfig(BaseModel):
     split_json: str | None = Field(None, description="decontam split.json: similar / non-similar losses")
     eval_batch_size: int = Field(16, gt=0)
     eval_max_len: int | None = Field(None, description="longest scored sequence (default: seq_len)")
+    eval_limit: int | None = Field(None, gt=0, description="first N problems of each benchmark (quick runs)")
     pass_at_1_problems: int = Field(0, ge=0, description="HumanEval problems for greedy pass@1 (0: skip)")
     pass_at_1_max_new_tokens: int = Field(128, gt=0)
     subset_seed: int = 0
@@ -399,7 +400,7 @@ def ablate(config: AblationConfig | dict[str, Any] | None = None, **overrides: A
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", cfg.model_dump())
-    items = {b: benchmark_items(b, mbpp_path=cfg.mbpp_path) for b in cfg.benchmarks}  # fail early on data
+    items = {b: benchmark_items(b, mbpp_path=cfg.mbpp_path, limit=cfg.eval_limit) for b in cfg.benchmarks}  # fail early on data
     tokenizer = ensure_tokenizer(cfg, out)
     tok = load_tokenizer(tokenizer)
     data = prepare_variants(cfg, out, tokenizer)
