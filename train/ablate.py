@@ -383,6 +383,17 @@ def run_one(
     return record
 
 
+def _available_benchmarks(cfg: AblationConfig) -> tuple[AblationConfig, list[str]]:
+    """MBPP is local data: without ``mbpp_path`` or ``$TEXTBOOKS_MBPP_PATH`` it is skipped with a note."""
+    if "mbpp" in cfg.benchmarks and not cfg.mbpp_path and not os.environ.get("TEXTBOOKS_MBPP_PATH"):
+        kept = [b for b in cfg.benchmarks if b != "mbpp"]
+        if kept:
+            return cfg.model_copy(update={"benchmarks": kept}), [
+                "mbpp skipped: no mbpp_path, $TEXTBOOKS_MBPP_PATH unset"
+            ]
+    return cfg, []
+
+
 def ablate(config: AblationConfig | dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """Run an ablation (also the ``ablate`` recipe job: pass :class:`AblationConfig` fields as keywords).
 
@@ -400,7 +411,8 @@ def ablate(config: AblationConfig | dict[str, Any] | None = None, **overrides: A
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", cfg.model_dump())
-    items = {b: benchmark_items(b, mbpp_path=cfg.mbpp_path, limit=cfg.eval_limit) for b in cfg.benchmarks}  # fail early on data
+    cfg, notes = _available_benchmarks(cfg)
+    items = {b: benchmark_items(b, mbpp_path=cfg.mbpp_path, limit=cfg.eval_limit) for b in cfg.benchmarks}
     tokenizer = ensure_tokenizer(cfg, out)
     tok = load_tokenizer(tokenizer)
     data = prepare_variants(cfg, out, tokenizer)
@@ -410,6 +422,7 @@ def ablate(config: AblationConfig | dict[str, Any] | None = None, **overrides: A
         for seed in cfg.seeds
     ]
     result = summarize_runs(cfg, data, runs)
+    result["notes"] = notes
     result.update(write_report(result, out))
     _write_json(out / "ablation.json", result)
     return result
