@@ -98,7 +98,7 @@ def encode_item(tokenizer, item: LossItem, max_len: int) -> tuple[list[int], int
     return context + solution_ids, len(context), chars, truncated
 
 
-def _batch_nats(model, rows: list[tuple[list[int], int]], pad_id: int, device) -> list[tuple[float, int]]:
+def batch_nats(model, rows: list[tuple[list[int], int]], pad_id: int, device) -> list[tuple[float, int]]:
     """Summed solution NLL (nats) and scored-token count for each ``(ids, n_context)`` row of one batch."""
     import torch
     import torch.nn.functional as F
@@ -139,7 +139,7 @@ def item_losses(
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            scored = _batch_nats(model, [encoded[i][:2] for i in chunk], pad_id, device)
+            scored = batch_nats(model, [encoded[i][:2] for i in chunk], pad_id, device)
             for i, (nats, n_tokens) in zip(chunk, scored, strict=True):
                 _, _, chars, truncated = encoded[i]
                 results[i] = {
