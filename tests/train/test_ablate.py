@@ -3,6 +3,7 @@ the report, a rerun that redoes nothing, and config errors that name the key."""
 
 import json
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -144,3 +145,26 @@ def test_bad_configs_name_the_key(tmp_path):
         AblationConfig(**{**base, "token_budget": 100})
     with pytest.raises(ValidationError, match="benchmarks"):
         AblationConfig(**{**base, "benchmarks": ["humaneval", "apps"]})
+
+
+def test_cli_prints_the_table_from_a_finished_ablation(ablation, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = ablation["config"].model_dump()
+    config.pop("seeds")
+    (tmp_path / "abl.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-m", "recipes.cli", "ablate", str(tmp_path / "abl.yaml"), "seeds=[0, 1]"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "random-filtered" in done.stdout and "filtered vs random-filtered (humaneval_bpc)" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "recipes.cli", "ablate", str(tmp_path / "abl.yaml"), "train.lr_max=1"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "lr_max" in (bad.stdout + bad.stderr)
