@@ -257,17 +257,19 @@ def run_training(
     """Train one (variant, seed) for the budget; the trainer resumes a killed run from its checkpoint."""
     from train.trainer import FINAL_DIR, train
 
+    steps = cfg.max_steps()
+    every = max(1, steps // cfg.eval_points)
+    run_config = cfg.train_config(
+        tokens=variant["tokens"], tokenizer=tokenizer, output_dir=str(run_dir), seed=seed,
+        max_steps=steps, save_every=every, eval_every=every, keep_last=cfg.eval_points + 1,
+    )  # fmt: skip
+    recorded = run_dir / "train_config.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != json.loads(run_config.model_dump_json()):
+        shutil.rmtree(run_dir)  # a changed budget or schedule: this run's checkpoints and scores are stale
     summary_path = run_dir / "train_summary.json"
     if summary_path.is_file() and (run_dir / FINAL_DIR / "config.json").is_file():
         return json.loads(summary_path.read_text())
-    steps = cfg.max_steps()
-    every = max(1, steps // cfg.eval_points)
-    summary = train(
-        cfg.train_config(
-            tokens=variant["tokens"], tokenizer=tokenizer, output_dir=str(run_dir), seed=seed,
-            max_steps=steps, save_every=every, eval_every=every, keep_last=cfg.eval_points + 1,
-        )
-    )  # fmt: skip
+    summary = train(run_config)
     from train.tokenizer import load_tokenizer
 
     load_tokenizer(tokenizer).save_pretrained(str(run_dir / FINAL_DIR))  # final/ loads as a whole model
@@ -350,15 +352,30 @@ def _flatten(losses: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
+def _scoring(cfg: AblationConfig) -> dict[str, Any]:
+    """The settings a run's scores depend on (beyond its training): a change re-scores it."""
+    keys = ("benchmarks", "mbpp_path", "split_json", "eval_max_len", "eval_limit", "pass_at_1_problems")
+    return {k: getattr(cfg, k) for k in keys} | {"pass_at_1_max_new_tokens": cfg.pass_at_1_max_new_tokens}
+
+
 def run_one(
     cfg: AblationConfig, name: str, variant: dict, tokenizer: str, tok, items: dict, seed: int
 ) -> dict:
     """Train, score and record one (variant, seed) run; ``run.json`` holds the result."""
     run_dir = Path(cfg.output_dir) / "runs" / name / f"seed_{seed}"
     record_path = run_dir / "run.json"
+    summary = run_training(cfg, variant, tokenizer, run_dir, seed)  # clears the run if its config changed
     if record_path.is_file():
-        return json.loads(record_path.read_text())
-    summary = run_training(cfg, variant, tokenizer, run_dir, seed)
+        if json.loads(record_path.read_text()).get("scoring") == _scoring(cfg):
+            return json.loads(record_path.read_text())
+        # scored with other settings: re-score the kept checkpoints, or retrain when they were removed
+        from train.trainer import CHECKPOINTS_DIR
+
+        if not (run_dir / CHECKPOINTS_DIR).is_dir():
+            shutil.rmtree(run_dir)
+            summary = run_training(cfg, variant, tokenizer, run_dir, seed)
+        shutil.rmtree(run_dir / "eval", ignore_errors=True)
+        (run_dir / "pass_at_1.json").unlink(missing_ok=True)
     points = evaluate_checkpoints(cfg, run_dir, tok, items)
     vals = val_curve(run_dir)
     tokens_per_step = summary["tokens"] // max(1, summary["steps"])
@@ -374,6 +391,7 @@ def run_one(
         "variant_tokens": variant["n_tokens"], "epochs": summary["tokens"] / max(1, variant["n_tokens"]),
         "train_loss": summary["train_loss"], "final": final, "curve": curve,
         "train_config": str(run_dir / "train_config.json"), "tokens_per_s": summary["tokens_per_s"],
+        "scoring": _scoring(cfg),
     }  # fmt: skip
     if not cfg.keep_checkpoints:
         from train.trainer import CHECKPOINTS_DIR
