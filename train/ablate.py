@@ -258,7 +258,7 @@ def run_training(
     from train.trainer import FINAL_DIR, train
 
     steps = cfg.max_steps()
-    every = max(1, steps // cfg.eval_points)
+    every = -(-steps // cfg.eval_points)  # ceil: the last evaluated checkpoint is the final step
     run_config = cfg.train_config(
         tokens=variant["tokens"], tokenizer=tokenizer, output_dir=str(run_dir), seed=seed,
         max_steps=steps, save_every=every, eval_every=every, keep_last=cfg.eval_points + 1,
