@@ -98,10 +98,20 @@ def encode_item(tokenizer, item: LossItem, max_len: int) -> tuple[list[int], int
     return context + solution_ids, len(context), chars, truncated
 
 
+def _scored_logits(model, input_ids, attention, scored):
+    """Logits at the scored positions only: the output layer (vocabulary-wide) runs on those rows
+    alone, which on CPU is most of a small model's cost. Models without a separable head run whole."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    body = getattr(model, "base_model", None)
+    if head is None or body is None or body is model:
+        return model(input_ids=input_ids, attention_mask=attention).logits[:, :-1][scored]
+    hidden = body(input_ids=input_ids, attention_mask=attention).last_hidden_state
+    return head(hidden[:, :-1][scored])
+
+
 def batch_nats(model, rows: list[tuple[list[int], int]], pad_id: int, device) -> list[tuple[float, int]]:
     """Summed solution NLL (nats) and scored-token count for each ``(ids, n_context)`` row of one batch."""
     import torch
-    import torch.nn.functional as F
 
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -111,12 +121,15 @@ def batch_nats(model, rows: list[tuple[list[int], int]], pad_id: int, device) ->
         input_ids[r, : len(ids)] = torch.tensor(ids)
         attention[r, : len(ids)] = 1
         targets[r, n_context : len(ids)] = torch.tensor(ids[n_context:])
-    # right padding: real tokens keep positions 0..n-1; the logit at t predicts token t + 1
-    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
     shifted = targets[:, 1:].to(device)
-    nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="none")
-    sums = nll.sum(dim=1).double().cpu().tolist()
-    counts = (shifted != -100).sum(dim=1).cpu().tolist()
+    scored = shifted != -100
+    # right padding: real tokens keep positions 0..n-1; the output at t predicts token t + 1
+    picked = _scored_logits(model, input_ids.to(device), attention.to(device), scored).float()
+    nll = -torch.log_softmax(picked, dim=-1).gather(1, shifted[scored][:, None])[:, 0]
+    rows_of = torch.arange(len(rows), device=device)[:, None].expand_as(shifted)[scored]
+    sums = torch.zeros(len(rows), dtype=torch.float64, device=device).index_add_(0, rows_of, nll.double())
+    sums = sums.cpu().tolist()
+    counts = scored.sum(dim=1).cpu().tolist()
     return list(zip(sums, counts, strict=True))
 
 
