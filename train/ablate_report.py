@@ -47,7 +47,9 @@ def stats(values: list[float]) -> dict[str, Any]:
 
 def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """Difference of means (first - second, lower is better) and whether the seed ranges separate."""
-    if first["max"] < second["min"]:
+    if min(first["n"], second["n"]) < 2:
+        verdict = "one seed: no spread to compare against"
+    elif first["max"] < second["min"]:
         verdict = "first better beyond seed spread"
     elif second["max"] < first["min"]:
         verdict = "second better beyond seed spread"

@@ -2,7 +2,7 @@
 seed trained for the same tokens (same schedule, same windows per seed), then scored by HumanEval/MBPP
 solution bits per character and its own validation loss. Needs torch, transformers and numpy only.
 
-    PYTHONPATH=. python benchmarks/gpu/ablate_gpu.py --data gpu-data/ablate --budget 3000000 --out "$OUT"
+    PYTHONPATH=. python benchmarks/gpu/ablate_gpu.py --data gpu-data/ablate --budget 2000000 --out "$OUT"
 
 The loop is deliberately the trainer's arithmetic in miniature (train.trainer needs pydantic, which
 the GPU machine lacks): AdamW (0.9, 0.98), weight decay 0.1 on matrices, linear warmup then linear
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="gpu-data/ablate")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
-    parser.add_argument("--budget", type=int, default=3_000_000, help="training tokens per run")
+    parser.add_argument("--budget", type=int, default=2_000_000, help="training tokens per run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=32)
