@@ -56,7 +56,7 @@ LOWER_IS_BETTER = ("humaneval_bpc", "mbpp_bpc", "val_loss")
 
 
 class AblationConfig(BaseModel):
-    """Everything an ablation reads. ``train`` holds :class:`train.trainer.TrainConfig` fields shared by
+    """Everything an ablation reads. ``train`` holds :class:`train.config.TrainConfig` fields shared by
     every run (preset, seq_len, batch, schedule, ...); the ablation sets the per-run ones."""
 
     model_config = ConfigDict(extra="forbid")
@@ -88,7 +88,7 @@ class AblationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self):
-        from train.trainer import TrainConfig
+        from train.config import TrainConfig
 
         reserved = sorted(set(self.train) & set(PER_RUN_FIELDS))
         if reserved:
@@ -107,7 +107,7 @@ class AblationConfig(BaseModel):
         return self
 
     def train_config(self, **per_run: Any):
-        from train.trainer import TrainConfig
+        from train.config import TrainConfig
 
         return TrainConfig(**{**self.train, **per_run})
 

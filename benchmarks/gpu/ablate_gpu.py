@@ -4,9 +4,10 @@ solution bits per character and its own validation loss. Needs torch, transforme
 
     PYTHONPATH=. python benchmarks/gpu/ablate_gpu.py --data gpu-data/ablate --budget 2000000 --out "$OUT"
 
-The loop is deliberately the trainer's arithmetic in miniature (train.trainer needs pydantic, which
-the GPU machine lacks): AdamW (0.9, 0.98), weight decay 0.1 on matrices, linear warmup then linear
-decay, bf16 autocast, gradient clipping at 1.0, windows drawn per seed.
+The loop uses the trainer's own pieces (``train.trainer`` imports without pydantic; ``train()`` itself
+needs it for its config, and the GPU machine lacks it): ``make_optimizer`` (AdamW (0.9, 0.98), weight
+decay 0.1 on matrices), ``lr_at`` (10% linear warmup, then linear decay), ``TokenWindows`` +
+``WindowSampler`` (a fresh window permutation per seed), ``token_loss``; bf16 autocast, clipping at 1.0.
 """
 
 from __future__ import annotations
@@ -22,17 +23,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-
-def windows(tokens, stop: int, seq: int, count: int, rng) -> np.ndarray:
-    starts = rng.integers(0, stop - seq - 1, size=count)
-    return np.stack([np.asarray(tokens[s : s + seq + 1], dtype=np.int64) for s in starts])
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return lr * max(0.0, 1 - (step - warmup) / max(1, steps - warmup))
 
 
 def autocast(device: str):
@@ -74,33 +64,32 @@ def bits_per_char(model, items: list[dict], pad_id: int, device: str, batch: int
 
 def train_one(args, meta: dict, variant: str, seed: int, items: list[dict]) -> dict:
     import torch
-    import torch.nn.functional as F
 
     from train.prepare import TokenFile
     from train.presets import build_model, phi_config
+    from train.trainer import TokenWindows, WindowSampler, lr_at, make_optimizer, token_loss
 
     data = TokenFile(Path(args.data) / "variants" / variant, verify=False)
     split = len(data.tokens) - args.val_tokens
+    windows = TokenWindows(data.tokens, None, 0, split, args.seq)
+    sampler = WindowSampler(windows.n_windows, seed)
     torch.manual_seed(seed)
     vocab = 64 * math.ceil(meta["vocab_size"] / 64)
     config = phi_config(
         args.preset, vocab_size=vocab, max_position_embeddings=args.seq, eos_token_id=meta["eos_id"]
     )
     model = build_model(config, attn="sdpa").to(args.device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), eps=1e-7, fused=args.device == "cuda")
+    opt = make_optimizer(model, args.lr, 0.1, device=torch.device(args.device))
     steps = args.budget // (args.batch * args.seq)
-    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, args.lr, max(1, steps // 10))
-        chunk = torch.from_numpy(windows(data.tokens, split, args.seq, args.batch, rng)).to(args.device)
+            group["lr"] = lr_at(step, lr=args.lr, warmup_steps=max(1, steps // 10), max_steps=steps)
+        x, y = windows.batch(sampler.windows(range(step * args.batch, (step + 1) * args.batch)))
         with autocast(args.device):
-            logits = model(input_ids=chunk[:, :-1]).logits
-        loss = F.cross_entropy(logits.float().transpose(1, 2), chunk[:, 1:])
+            logits = model(input_ids=x.to(args.device)).logits
+        total, count = token_loss(logits, y.to(args.device))
+        loss = total / count
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
