@@ -325,7 +325,9 @@ def train_(
 @app.command("ablate")
 def ablate_(
     config: str = typer.Argument(..., help="A YAML/JSON file of AblationConfig fields (see train.ablate)."),
-    overrides: list[str] | None = typer.Argument(None, help="KEY=VALUE overrides, e.g. seeds=[0] train.lr=1e-3."),
+    overrides: list[str] | None = typer.Argument(
+        None, help="KEY=VALUE overrides, e.g. seeds=[0] train.lr=1e-3."
+    ),
 ):
     """Train the same proxy model on several shard sets for equal tokens and compare (HTML + JSON + plots)."""
     from train.ablate import ablate_from_file
