@@ -1,4 +1,4 @@
-"""The ``textbooks`` command line: ``run``, ``validate``, ``list``, ``report``, ``eval`` and ``train``.
+"""The ``textbooks`` command line: ``run``, ``validate``, ``list``, ``report``, ``eval``, ``train`` and ``ablate``.
 
 Examples::
 
@@ -320,6 +320,32 @@ def train_(
     from train.trainer import train_from_file
 
     console.print_json(json.dumps(train_from_file(config, overrides or []), default=str))
+
+
+@app.command("ablate")
+def ablate_(
+    config: str = typer.Argument(..., help="A YAML/JSON file of AblationConfig fields (see train.ablate)."),
+    overrides: list[str] | None = typer.Argument(
+        None, help="KEY=VALUE overrides, e.g. seeds=[0] train.lr=1e-3."
+    ),
+):
+    """Train the same proxy model on several shard sets for equal tokens and compare (HTML + JSON + plots)."""
+    from train.ablate import ablate_from_file
+
+    result = ablate_from_file(config, overrides or [])
+    table = Table(title=f"ablation: {result['token_budget']:,} tokens per run, seeds {result['seeds']}")
+    for column in ("variant", "tokens", "HumanEval bits/char", "MBPP bits/char", "pass@1"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, variant in result["variants"].items():
+        cells = []
+        for metric in ("humaneval_bpc", "mbpp_bpc", "pass@1"):
+            s = variant["final"].get(metric)
+            cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "-")
+        table.add_row(name, f"{variant['variant_tokens']:,}", *cells)
+    console.print(table)
+    for c in result["comparisons"]:
+        console.print(f"{c['first']} vs {c['second']} ({c['metric']}): {c['diff']:+.4f}, {c['verdict']}")
+    console.print(f"report: {result['html']}")
 
 
 @app.command("train-classifier")

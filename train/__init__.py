@@ -21,6 +21,9 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "train.config",
     "train": "train.trainer",
     "export_model": "train.export",
+    "AblationConfig": "train.ablate",
+    "ablate": "train.ablate",
+    "conditional_loss": "train.evaluate.condloss",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
@@ -34,6 +37,7 @@ JOBS: dict[str, str] = {
     "prepare_tokens": "train.prepare:prepare_tokens",
     "train": "train.trainer:train",
     "export_model": "train.export:export_model",
+    "ablate": "train.ablate:ablate",
 }
 
 # a job whose function takes **kwargs -> the pydantic model its recipe `with:` is validated against
