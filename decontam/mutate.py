@@ -99,15 +99,47 @@ def _structural_edit(tree: ast.AST, rng: random.Random) -> None:
         )
 
 
-def disguise(source: str, seed: int = 0, structural: bool = False) -> str:
-    """Rewrite ``source`` so it looks different but has the same AST shape (see the module docstring).
+class _AnnotationStripper(ast.NodeTransformer):
+    """Drop argument/return annotations; ``x: T = v`` becomes ``x = v`` and a bare ``x: T`` goes."""
 
-    Raises ``SyntaxError`` if ``source`` does not parse.
-    """
-    rng = random.Random(seed)
+    def visit_arg(self, node):
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node):
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_AnnAssign(self, node):
+        if node.value is None or not node.simple:
+            return ast.Pass() if node.value is None else node
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+
+
+def _parse(source: str) -> ast.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # invalid escape sequences in old code
-        tree = ast.parse(source)
+        return ast.parse(source)
+
+
+def disguise(source: str, seed: int = 0, structural: bool = False, strip_annotations: bool = False) -> str:
+    """Rewrite ``source`` so it looks different but has the same AST shape (see the module docstring).
+
+    ``strip_annotations`` also removes type annotations (the shape is unchanged: annotations are not
+    part of it). Raises ``SyntaxError`` if ``source`` does not parse.
+
+    Example:
+        >>> out = disguise("def add(a: int, b: int) -> int:\\n    return a + b\\n", seed=1, strip_annotations=True)
+        >>> "add" in out or "int" in out
+        False
+    """
+    rng = random.Random(seed)
+    tree = _parse(source)
+    if strip_annotations:
+        tree = _AnnotationStripper().visit(tree)
     # imported names keep their spelling, so the rewrite still runs
     imported = {
         (a.asname or a.name).split(".")[0]
@@ -139,3 +171,110 @@ def disguise(source: str, seed: int = 0, structural: bool = False) -> str:
         if rng.random() < 0.1:
             out.append("")
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# light edits: what a person rephrasing a solution by hand does (they change the AST a little)
+# ---------------------------------------------------------------------------------------------------
+LIGHT_EDITS = ("reorder", "expand_augassign", "temporary")
+_FLOW = (ast.Return, ast.Break, ast.Continue, ast.Raise, ast.Pass, ast.Global, ast.Nonlocal)
+
+
+def _names(node: ast.AST) -> tuple[set[str], set[str]]:
+    """(names written, names read) anywhere under ``node``."""
+    written, read = set(), set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            (written if isinstance(sub.ctx, (ast.Store, ast.Del)) else read).add(sub.id)
+    return written, read
+
+
+def _swappable(a: ast.stmt, b: ast.stmt) -> bool:
+    """Two adjacent simple statements that neither read nor write what the other writes."""
+    simple = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)
+    if not (isinstance(a, simple) and isinstance(b, simple)):
+        return False
+    if isinstance(a, ast.Expr) and isinstance(b, ast.Expr):
+        return False  # two calls: their order is usually the point
+    wa, ra = _names(a)
+    wb, rb = _names(b)
+    return not (wa & (wb | rb) or wb & ra)
+
+
+def _bodies(tree: ast.AST) -> list[list[ast.stmt]]:
+    return [
+        getattr(n, f)
+        for n in ast.walk(tree)
+        for f in ("body", "orelse", "finalbody")
+        if isinstance(getattr(n, f, None), list) and getattr(n, f) and isinstance(getattr(n, f)[0], ast.stmt)
+    ]
+
+
+def _reorder(tree: ast.AST, rng: random.Random) -> bool:
+    spots = [
+        (body, i) for body in _bodies(tree) for i in range(len(body) - 1) if _swappable(body[i], body[i + 1])
+    ]
+    if not spots:
+        return False
+    body, i = rng.choice(spots)
+    body[i], body[i + 1] = body[i + 1], body[i]
+    return True
+
+
+def _expand_augassign(tree: ast.AST, rng: random.Random) -> bool:
+    spots = [(body, i) for body in _bodies(tree) for i, s in enumerate(body) if isinstance(s, ast.AugAssign)]
+    if not spots:
+        return False
+    body, i = rng.choice(spots)
+    aug = body[i]
+    load = ast.parse(ast.unparse(aug.target), mode="eval").body  # the target re-read as an expression
+    body[i] = ast.Assign(targets=[aug.target], value=ast.BinOp(load, aug.op, aug.value), lineno=aug.lineno)
+    return True
+
+
+def _temporary(tree: ast.AST, rng: random.Random) -> bool:
+    """``return <expr>`` -> ``result = <expr>; return result`` (or the same for an assigned value)."""
+    spots = [
+        (body, i)
+        for body in _bodies(tree)
+        for i, s in enumerate(body)
+        if isinstance(s, (ast.Return, ast.Assign))
+        and s.value is not None
+        and not isinstance(s.value, (ast.Name, ast.Constant))
+    ]
+    if not spots:
+        return False
+    body, i = rng.choice(spots)
+    stmt = body[i]
+    name = f"tmp_{rng.randrange(1000)}"
+    body.insert(i, ast.Assign(targets=[ast.Name(name, ast.Store())], value=stmt.value, lineno=stmt.lineno))
+    stmt.value = ast.Name(name, ast.Load())
+    return True
+
+
+def light_edit(source: str, seed: int = 0, n_edits: int = 2) -> tuple[str, list[str]]:
+    """Apply up to ``n_edits`` distinct light edits (:data:`LIGHT_EDITS`) that fit ``source``.
+
+    Returns the edited source (``ast.unparse`` formatting) and the edits applied, in order.
+
+    Example:
+        >>> src = "def f(xs):\\n    t = 0\\n    for x in xs:\\n        t += x\\n    return t * 2\\n"
+        >>> out, done = light_edit(src, seed=0, n_edits=3)
+        >>> sorted(done)
+        ['expand_augassign', 'temporary']
+        >>> "t = t + x" in out
+        True
+    """
+    rng = random.Random(seed)
+    tree = _parse(source)
+    kinds = list(LIGHT_EDITS)
+    rng.shuffle(kinds)
+    edits = {"reorder": _reorder, "expand_augassign": _expand_augassign, "temporary": _temporary}
+    done = []
+    for kind in kinds:
+        if len(done) >= n_edits:
+            break
+        if edits[kind](tree, rng):
+            done.append(kind)
+    ast.fix_missing_locations(tree)
+    return ast.unparse(tree) + "\n", done

@@ -183,7 +183,7 @@ def score_ast(
     items: list[BenchmarkItem],
     floor: float,
     workers: int = -1,
-    min_nodes: int = 8,
+    min_nodes: int = 10,
 ):
     """AST scores of every unit and document against one benchmark."""
     index = AstMatchIndex(floor=floor, workers=workers, min_nodes=min_nodes).fit([i.solution for i in items])
@@ -297,7 +297,7 @@ def compute_scores(
     embedder=None,
     embed_k: int = 5,
     max_bytes: int = 2_000_000,
-    min_nodes: int = 8,
+    min_nodes: int = 10,
 ) -> tuple[UnitTable, dict[str, BenchmarkScores], dict[str, Any]]:
     """The one scoring pass: parse, AST-compare and (optionally) embed. Returns the table, per-benchmark
     scores and timings."""
@@ -561,7 +561,7 @@ def prune_shards(
     workers: int = 2,
     write_shards: bool = True,
     max_bytes: int = 2_000_000,
-    min_nodes: int = 8,
+    min_nodes: int = 10,
 ) -> dict[str, Any]:
     """Score ``input_dir`` once and write score tables, pruned shard sets, ``split.json`` and ``decontam.json``.
 

@@ -90,7 +90,7 @@ def decontam_audit(
     ngram: bool = True,
     workers: int = 2,
     write_shards: bool = True,
-    min_nodes: int = 8,
+    min_nodes: int = 10,
 ) -> dict[str, Any]:
     """JOB ``decontam_audit``: score, prune and 13-gram scan ``input_dir``, then write the audit report.
 

