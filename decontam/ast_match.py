@@ -205,6 +205,9 @@ def sequence_names(sequence: str) -> list[str]:
         ['Assign', 'Name', 'Call', 'Name', 'Name']
     """
     inverse = {ch: cls.__name__ for cls, ch in NODE_CHARS.items()}
+    inverse.update({ch: f"Name:{name}" for name, ch in BUILTIN_CHARS.items()})
+    inverse.update({ch: f"Attribute:{name}" for name, ch in METHOD_CHARS.items()})
+    inverse.update({ch: f"Constant:{t.__name__}" for t, ch in CONSTANT_CHARS.items()})
     return [inverse.get(ch, "?") for ch in sequence]
 
 
@@ -350,8 +353,8 @@ def benchmark_sequences(solution: str, min_nodes: int = 1, helper_min_nodes: int
     solutions give ``[]``.
 
     Example:
-        >>> helper = "def _join(xs):\n    return ''.join(xs)\n"
-        >>> main = "def solve(s):\n    out = []\n    for c in s:\n        if c.isalpha():\n            out.append(c.upper())\n    return _join(out)\n"
+        >>> helper = "def _join(xs):\\n    return ''.join(xs)\\n"
+        >>> main = "def solve(s):\\n    out = []\\n    for c in s:\\n        if c.isalpha():\\n            out.append(c.upper())\\n    return _join(out)\\n"
         >>> len(benchmark_sequences(helper + main, 10)), len(benchmark_sequences(helper + main, 10, 20))
         (3, 2)
     """
@@ -406,9 +409,12 @@ class AstMatchIndex:
     Example:
         >>> from decontam.benchmarks import load_benchmark
         >>> index = AstMatchIndex(floor=0.9).fit([i.solution for i in load_benchmark("humaneval")])
-        >>> res = index.query([ast_sequence("def size(text: str) -> int:\\n    return len(text)\\n")])
-        >>> bool(res.query_score[0] == 1.0)  # HumanEval/23's strlen, renamed
-        True
+        >>> copy = "def f(xs, t):\\n    for a, u in enumerate(xs):\\n        for b, v in enumerate(xs):\\n            if a != b:\\n                d = abs(u - v)\\n                if d < t:\\n                    return True\\n    return False\\n"
+        >>> res = index.query([ast_sequence(copy)])
+        >>> float(res.query_score[0]), int(res.query_item[0])  # HumanEval/0, renamed
+        (1.0, 0)
+        >>> index.query([ast_sequence("def size(text):\\n    return len(text)\\n")]).query_score[0]  # too generic
+        0.0
     """
 
     def __init__(

@@ -1,11 +1,14 @@
 """Fixtures for the decontam tests: benchmark data paths and a helper that writes shard directories."""
 
+import os
 import sysconfig
 from pathlib import Path
 
 import pytest
 
-MBPP = (Path(__file__).parents[2] / "../shared/data/mbpp.jsonl").resolve()
+MBPP = Path(
+    os.environ.get("TEXTBOOKS_MBPP_PATH") or (Path(__file__).parents[2] / "../shared/data/mbpp.jsonl")
+).resolve()
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 

@@ -22,7 +22,27 @@ def test_definition_ignores_names_literals_docstrings_comments_and_format():
     a = 'def area(w, h):\n    """Area."""\n    return w * h  # product\n'
     b = "def f(x,y):  return x*y\n"
     assert ast_match_rate(a, b) == 1.0
-    assert ast_sequence("x = 1") == ast_sequence("name = 'a string'")
+    assert ast_sequence("x = 1") == ast_sequence("total = 42  # answer")
+    # what renaming cannot change stays: literal kinds, builtins, methods of builtin types
+    assert ast_sequence("x = 1") != ast_sequence("x = 'a string'")
+    assert sequence_names(ast_sequence("n = len(s.split())")) == [
+        "Assign",
+        "Name",
+        "Call",
+        "Name:len",
+        "Call",
+        "Attribute:split",
+        "Name",
+    ]
+    assert ast_sequence("def f(count): return count") == ast_sequence("def g(v): return v")
+    # annotations and augmented-assignment spelling are not part of a shape
+    assert (
+        ast_match_rate(
+            "def f(a: int) -> int:\n    t: int = a\n    t += 1\n    return t\n",
+            "def g(b):\n    u = b\n    u = u + 1\n    return u\n",
+        )
+        == 1.0
+    )
     assert sequence_names(ast_sequence("import os\ny = f(x)")) == ["Assign", "Name", "Call", "Name", "Name"]
     # structure changes lower the rate by exactly the edit distance over the longer length
     c = "def f(x, y):\n    return x * y + 1\n"
@@ -41,7 +61,7 @@ def test_units_split_functions_methods_and_remainder():
         ("method", "A.m", 10, 10),
         ("module", "<module>", 1, 10),
     ]
-    assert sequence_names(units[2].sequence)[:3] == ["Assign", "Name", "Constant"]
+    assert sequence_names(units[2].sequence)[:3] == ["Assign", "Name", "Constant:int"]
     # a solution that defines a constant and a function is indexed as a whole and per function
     assert len(benchmark_sequences("R = 3\ndef g(a):\n    return [a[i] * R for i in range(R)]\n")) == 2
 

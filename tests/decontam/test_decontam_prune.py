@@ -29,8 +29,8 @@ def corpus(tmp_path_factory, stdlib_files, mbpp_path):
             doc_id = f"planted/{item.id}"
             docs.append((doc_id, "import os\n\n" + disguise(item.solution, seed=k) + "\n\nVALUE = 3\n"))
             planted[doc_id] = item.id
-    docs.append(("verbatim", he[2].solution))
-    planted["verbatim"] = he[2].id
+    docs.append(("verbatim", he[10].solution))
+    planted["verbatim"] = he[10].id
     docs += [("bad/syntax", "def f(:\n"), ("bad/empty", ""), ("bad/deep", "x = " + "(" * 5000 + ")" * 5000)]
     root = tmp_path_factory.mktemp("decontam")
     with ShardWriter(str(root / "in" / "data")) as writer:
@@ -102,7 +102,7 @@ def test_report_is_self_contained_with_evidence(corpus, audited):
     )
     assert load_benchmark("humaneval")[0].checksum in html
     report = json.loads((out / "report" / "report.json").read_text())
-    assert any(h["doc_id"] == "verbatim" and h["item_id"] == "HumanEval/2" for h in report["ngram_hits"])
+    assert any(h["doc_id"] == "verbatim" and h["item_id"] == "HumanEval/10" for h in report["ngram_hits"])
     top = [p for p in report["top_pairs"] if p["measure"] == "ast"]
     assert top and top[0]["score"] == 1.0 and top[0]["benchmark_solution"] and top[0]["training_snippet"]
     md = (out / "report" / "report.md").read_text()
