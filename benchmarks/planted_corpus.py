@@ -80,7 +80,11 @@ def clean_pools(
 def _bury(solution: str, host: str) -> str:
     body = ast.parse(host).body
     lines = host.splitlines()
-    cut = body[len(body) // 2].lineno - 1 if len(body) > 1 else len(lines)
+    if len(body) > 1:
+        node = body[len(body) // 2]
+        cut = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+    else:
+        cut = len(lines)
     return "\n".join(lines[:cut] + ["", solution, ""] + lines[cut:]) + "\n"
 
 

@@ -357,16 +357,14 @@ class NgramIndex:
 
 def iter_text_batches(shard_dir: str, batch_bytes: int = 2**20) -> Iterator[tuple[list[str], list[str]]]:
     """``(texts, ids)`` batches of about ``batch_bytes`` read from a shard directory with pyarrow."""
-    import os
+    from decontam.prune import shard_dataset
 
-    import pyarrow.dataset as ds
-
-    folder = os.path.join(shard_dir, "data") if os.path.isdir(os.path.join(shard_dir, "data")) else shard_dir
-    dataset = ds.dataset(folder, format="parquet")
+    dataset = shard_dataset(shard_dir)
     texts: list[str] = []
     ids: list[str] = []
     size = 0
-    for record_batch in dataset.to_batches(columns=["id", "text"], batch_size=1024):
+    batches = dataset.to_batches(columns=["id", "text"], batch_size=1024) if dataset is not None else ()
+    for record_batch in batches:
         ids_col, text_col = record_batch.column("id").to_pylist(), record_batch.column("text").to_pylist()
         for doc_id, text in zip(ids_col, text_col, strict=True):
             texts.append(text or "")

@@ -67,13 +67,33 @@ def data_folder(shard_dir: str | os.PathLike) -> str:
     return inner if os.path.isdir(inner) else str(shard_dir)
 
 
+def shard_dataset(shard_dir: str | os.PathLike):
+    """A pyarrow dataset of the ``*.parquet`` files under a shard directory, or None when it has none.
+
+    Only Parquet files are read (a shard directory also holds ``README.md``, ``manifest.json``...), so an
+    empty shard directory is an empty input, not a crash.
+
+    Example:
+        >>> import tempfile
+        >>> shard_dataset(tempfile.mkdtemp()) is None
+        True
+    """
+    import pyarrow.dataset as ds
+
+    folder = Path(data_folder(shard_dir))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no shard directory at {shard_dir}")
+    files = sorted(str(p) for p in folder.rglob("*.parquet") if p.is_file())
+    return ds.dataset(files, format="parquet") if files else None
+
+
 def iter_id_text(
     shard_dir: str | os.PathLike, batch_rows: int = 2048
 ) -> Iterator[tuple[list[str], list[str]]]:
     """``(ids, texts)`` batches of a shard directory, read with pyarrow (no datatrove overhead)."""
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset(data_folder(shard_dir), format="parquet")
+    dataset = shard_dataset(shard_dir)
+    if dataset is None:
+        return
     for batch in dataset.to_batches(columns=["id", "text"], batch_size=batch_rows):
         yield batch.column("id").to_pylist(), [t or "" for t in batch.column("text").to_pylist()]
 
@@ -318,8 +338,16 @@ def compute_scores(
     return table, scores, timings
 
 
-def write_score_tables(out: Path, table: UnitTable, scores: dict[str, BenchmarkScores]) -> None:
-    """Write ``scores.parquet``, ``units.parquet`` and ``items.parquet`` (real typed columns)."""
+def write_score_tables(
+    out: Path,
+    table: UnitTable,
+    scores: dict[str, BenchmarkScores],
+    removed: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``scores.parquet``, ``units.parquet`` and ``items.parquet`` (real typed columns).
+
+    ``removed`` (tau key -> document mask) adds one boolean ``removed_<tau>`` column per tau: the
+    decision itself, so reports and users never re-derive it from the scores."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -338,6 +366,8 @@ def write_score_tables(out: Path, table: UnitTable, scores: dict[str, BenchmarkS
         "end_lineno": pa.array(table.unit_end, pa.int32()),
         "n_nodes": pa.array([len(s) for s in table.unit_seq], pa.int32()),
     }
+    for key, mask in (removed or {}).items():
+        docs[f"removed_{key}"] = pa.array(mask, pa.bool_())
     item_rows: dict[str, list] = {k: [] for k in ("benchmark", "item_id", "ast_max", "ast_doc", "ast_unit")}
     item_rows.update({"emb_min": [], "emb_doc": []})
     for name, s in scores.items():
@@ -477,7 +507,6 @@ def write_pruned(
     recipe: dict | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Write ``out/tau_X/`` for every tau in one read of the input; returns counts per tau."""
-    import pyarrow.dataset as ds
     from datatrove.data import Document
 
     from curate.manifest import write_manifest
@@ -498,8 +527,8 @@ def write_pruned(
         )
     counts = {key: {"kept_docs": 0, "removed_docs": 0, "reasons": {}} for key in decisions}
     t0 = time.perf_counter()
-    dataset = ds.dataset(data_folder(input_dir), format="parquet")
-    for batch in dataset.to_batches(batch_size=1024):
+    dataset = shard_dataset(input_dir)
+    for batch in dataset.to_batches(batch_size=1024) if dataset is not None else ():
         for row in batch.to_pylist():
             r = row_of.get(row["id"])
             base_meta = row_to_metadata(row)
@@ -596,13 +625,18 @@ def prune_shards(
         input_dir, bench_items, floor, workers, embeddings, embedder, embed_k, max_bytes, min_nodes
     )
     t0 = time.perf_counter()
-    write_score_tables(out, table, scores)
+    removed = {
+        tau_key(t): contaminated_docs(scores, t, rule, embedding_threshold, len(table.doc_ids))[0]
+        for t in taus
+    }
+    write_score_tables(out, table, scores, removed)
     timings["write_scores_s"] = round(time.perf_counter() - t0, 3)
     counts = {}
     if write_shards:
         t0 = time.perf_counter()
         counts = write_pruned(input_dir, out, table, scores, taus, rule, embedding_threshold)
         timings["write_shards_s"] = round(time.perf_counter() - t0, 3)
+    stale = remove_stale_tau_dirs(out, taus if write_shards else ())
     split = build_split(scores, taus, rule, embedding_threshold)
     (out / "split.json").write_text(json.dumps(split, indent=1))
     summary = _summary(input_dir, out, table, scores, split, counts, taus, rule, embedding_threshold, floor)
@@ -610,9 +644,29 @@ def prune_shards(
         str(Path(mbpp_path).resolve()) if mbpp_path else os.environ.get("TEXTBOOKS_MBPP_PATH")
     )
     summary["mbpp_split"] = mbpp_split
+    summary["stale_tau_dirs_removed"] = stale
     summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
+
+
+def remove_stale_tau_dirs(out: Path, taus: Sequence[float]) -> list[str]:
+    """Delete ``out/tau_X/`` directories a previous run left for taus not in ``taus``; returns their names.
+
+    A rerun with other taus must not leave pruned shard sets that disagree with the new scores.
+
+    Example:
+        >>> import tempfile; root = Path(tempfile.mkdtemp()); (root / "tau_0.7").mkdir()
+        >>> remove_stale_tau_dirs(root, [0.9]), (root / "tau_0.7").exists()
+        (['tau_0.7'], False)
+    """
+    import shutil
+
+    wanted = {f"tau_{tau_key(t)}" for t in taus}
+    stale = sorted(p.name for p in out.glob("tau_*") if p.is_dir() and p.name not in wanted)
+    for name in stale:
+        shutil.rmtree(out / name)
+    return stale
 
 
 def _summary(input_dir, out, table, scores, split, counts, taus, rule, threshold, floor) -> dict[str, Any]:

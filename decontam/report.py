@@ -29,12 +29,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from decontam.prune import (
     DEFAULT_EMBEDDING_THRESHOLD,
     DEFAULT_TAUS,
-    data_folder,
     load_benchmarks,
     prune_shards,
+    shard_dataset,
 )
 
 NGRAM_HITS = "ngram_hits.jsonl"
@@ -193,21 +195,40 @@ def _histograms(items, units, summary) -> dict[str, str]:
     return plots
 
 
-def _read_texts(input_dir: str, ids: set[str]) -> dict[str, str]:
+def _read_docs(input_dir: str, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """``{id: {"text", "repo", "path"}}`` of the documents ``ids`` (read back from the input shards)."""
     if not ids or not input_dir or not os.path.isdir(input_dir):
         return {}
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(data_folder(input_dir), format="parquet")
-    table = dataset.to_table(columns=["id", "text"], filter=ds.field("id").isin(sorted(ids)))
-    return dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
+    dataset = shard_dataset(input_dir)
+    if dataset is None:
+        return {}
+    cols = [c for c in ("id", "text", "repo", "path") if c in dataset.schema.names]
+    table = dataset.to_table(columns=cols, filter=ds.field("id").isin(sorted(ids)))
+    return {row["id"]: row for row in table.to_pylist()}
 
 
-def _snippet(text: str, lineno: int | None, end: int | None, max_lines: int = 60) -> str:
+def _snippet(text: str, lineno: int | None, end: int | None, max_lines: int = 40) -> tuple[str, int, int]:
+    """Lines ``lineno..end`` of ``text`` (at most ``max_lines``) and the 1-based line span shown."""
     lines = text.splitlines()
     lo = max((lineno or 1) - 1, 0)
     hi = min(end or len(lines), lo + max_lines, len(lines))
-    return "\n".join(lines[lo:hi])
+    return "\n".join(lines[lo:hi]), lo + 1, hi
+
+
+def num(x: Any) -> str:
+    """Plain number formatting for reports: at most 4 significant decimals, no float noise.
+
+    Example:
+        >>> num(0.7000000000000001), num(1.0), num(0.83333), num(12), num(None)
+        ('0.7', '1', '0.8333', '12', '')
+    """
+    if x is None or (isinstance(x, float) and x != x):
+        return ""
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    return f"{round(float(x), 4):g}"
 
 
 def _table3(summary) -> list[dict[str, Any]]:
@@ -228,27 +249,147 @@ def _table3(summary) -> list[dict[str, Any]]:
     return rows
 
 
+def _taus(summary) -> list[str]:
+    return sorted(summary["taus"], key=float, reverse=True)
+
+
+def _removed_rows(scores, summary) -> list[dict[str, Any]]:
+    """Every document removed at some tau (the union over benchmarks), with the taus that remove it."""
+    taus = _taus(summary)
+    cols = [f"removed_{t}" for t in taus if f"removed_{t}" in scores]
+    if not cols:
+        return []
+    rows = []
+    for rec in scores[scores[cols].any(axis=1)].to_dict("records"):
+        best = max(summary["benchmarks"], key=lambda b: rec.get(f"ast_max_{b}") or 0)
+        emb = {b: rec.get(f"emb_min_{b}") for b in summary["benchmarks"] if f"emb_min_{b}" in rec}
+        near = min(emb, key=lambda b: emb[b], default=None)
+        rows.append(
+            {
+                "doc_id": rec["id"],
+                "benchmark": best,
+                "item_id": rec.get(f"ast_item_{best}"),
+                "unit": rec.get(f"ast_unit_{best}"),
+                "ast": rec.get(f"ast_max_{best}"),
+                "emb": emb.get(near) if near else None,
+                "emb_item": rec.get(f"emb_item_{near}") if near else None,
+                "removed_at": [t for t in taus if rec.get(f"removed_{t}")],
+            }
+        )
+    return rows
+
+
+def _pairs(items, removed, summary) -> list[dict[str, Any]]:
+    """One pair per similar item (best AST unit and nearest embedding document) and per removed
+    document, each flagged when its score does not pass the loosest threshold."""
+    loosest = min(float(t) for t in summary["taus"]) if summary["taus"] else 1.0
+    threshold = summary.get("embedding_threshold", 0)
+    pairs: dict[tuple, dict[str, Any]] = {}
+    for row in items.itertuples():
+        if row.ast_doc is not None and row.ast_max > 0:
+            pairs.setdefault(
+                (row.item_id, row.ast_doc),
+                dict(
+                    benchmark=row.benchmark,
+                    item_id=row.item_id,
+                    doc_id=row.ast_doc,
+                    unit=row.ast_unit,
+                    measure="ast",
+                    score=float(row.ast_max),
+                    passes=bool(row.ast_max >= loosest),
+                ),
+            )
+        if row.emb_doc is not None and row.emb_min == row.emb_min and row.emb_min <= threshold:
+            pairs.setdefault(
+                (row.item_id, row.emb_doc),
+                dict(
+                    benchmark=row.benchmark,
+                    item_id=row.item_id,
+                    doc_id=row.emb_doc,
+                    unit=None,
+                    measure="embedding",
+                    score=float(row.emb_min),
+                    passes=True,
+                ),
+            )
+    for r in removed:
+        if r["item_id"]:
+            pairs.setdefault(
+                (r["item_id"], r["doc_id"]),
+                dict(
+                    benchmark=r["benchmark"],
+                    item_id=r["item_id"],
+                    doc_id=r["doc_id"],
+                    unit=r["unit"],
+                    measure="ast",
+                    score=float(r["ast"] or 0),
+                    passes=True,
+                ),
+            )
+    return sorted(
+        pairs.values(), key=lambda p: (not p["passes"], -p["score"] if p["measure"] == "ast" else p["score"])
+    )
+
+
+def _attach_sources(pairs, hits, docs, units, bench_items) -> None:
+    """Fill each pair with the benchmark solution and the training snippet (repo, path, lines)."""
+    spans = {}
+    if len(units):
+        for row in units[["id", "unit", "lineno", "end_lineno"]].itertuples(index=False):
+            spans.setdefault((row.id, row.unit), (int(row.lineno), int(row.end_lineno)))
+    for p in pairs:
+        item = bench_items.get(p["item_id"])
+        p["benchmark_solution"] = item.solution if item else ""
+        doc = docs.get(p["doc_id"], {})
+        lo, hi = spans.get((p["doc_id"], p["unit"]), (1, None))
+        p["training_snippet"], p["line_start"], p["line_end"] = _snippet(doc.get("text") or "", lo, hi)
+        p["repo"], p["path"] = doc.get("repo"), doc.get("path")
+    for h in hits:
+        text = docs.get(h["doc_id"], {}).get("text") or ""
+        h["before"] = text[max(0, h["start"] - 80) : h["start"]]
+        h["match"] = text[h["start"] : h["end"]]
+        h["after"] = text[h["end"] : h["end"] + 80]
+        h["line"] = text.count("\n", 0, h["start"]) + 1
+        h["path"] = docs.get(h["doc_id"], {}).get("path")
+
+
+def _load_inputs(root: Path, summary):
+    import pandas as pd
+
+    items = pd.read_parquet(root / "items.parquet")
+    units = pd.read_parquet(root / "units.parquet")
+    scores = pd.read_parquet(root / "scores.parquet")
+    hits = []
+    if (root / NGRAM_HITS).is_file():
+        with open(root / NGRAM_HITS) as f:
+            hits = [json.loads(line) for line in f if line.strip()]
+    bench_items = {}
+    try:
+        groups = load_benchmarks(list(summary["benchmarks"]), _mbpp_path_from(summary), "all").values()
+        bench_items = {it.id: it for group in groups for it in group}
+    except (FileNotFoundError, ValueError):
+        pass  # solutions are then shown by id only
+    return items, units, scores, hits, bench_items
+
+
 def write_decontam_report(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
-    top_k: int = 20,
-    max_hits: int = 200,
+    max_hits: int = 5000,
 ) -> dict[str, Any]:
     """Write ``report.html`` (self-contained), ``report.md`` and ``report.json`` for a decontam output dir.
 
-    Args:
-        input_dir: the directory ``decontam_audit`` / ``prune_shards`` wrote (holds ``decontam.json``).
-        output_dir: where the report goes (default ``input_dir/report``).
-        top_k: matching pairs shown per benchmark and measure.
-        max_hits: 13-gram evidence rows shown (all of them stay in ``ngram_hits.jsonl``).
+    Every similar item, every removed document (the union over benchmarks, per tau), a side-by-side
+    pair for each (repo, path, line numbers; flagged when it does not pass the threshold), every
+    unparseable document (not checked by AST) and up to ``max_hits`` 13-gram hits with the n-gram
+    highlighted in context (all of them stay in ``ngram_hits.jsonl``). Tables sort and filter in the
+    browser (a small inline script; no network).
 
     Returns ``{"html", "markdown", "json"}`` paths plus the Table-3 rows.
 
     Example:
         >>> write_decontam_report("textbooks-out/quickstart/decontam")  # doctest: +SKIP
     """
-    import pandas as pd
-
     root = Path(input_dir)
     summary_path = root / "decontam.json"
     if not summary_path.is_file():
@@ -256,83 +397,34 @@ def write_decontam_report(
     summary = json.loads(summary_path.read_text())
     out = Path(output_dir) if output_dir else root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    items = pd.read_parquet(root / "items.parquet")
-    units = pd.read_parquet(root / "units.parquet")
-    hits = []
-    if (root / NGRAM_HITS).is_file():
-        with open(root / NGRAM_HITS) as f:
-            hits = [json.loads(line) for line in f if line.strip()]
-    bench_items = {}
-    try:
-        bench_items = {
-            it.id: it
-            for group in load_benchmarks(
-                list(summary["benchmarks"]), _mbpp_path_from(summary), "all"
-            ).values()
-            for it in group
-        }
-    except (FileNotFoundError, ValueError):
-        pass  # solutions are then shown by id only
-
-    # top pairs by AST and by embedding
-    pairs = []
-    for name in summary["benchmarks"]:
-        sub = items[items["benchmark"] == name]
-        for measure, col, asc in (("ast", "ast_max", False), ("embedding", "emb_min", True)):
-            ranked = sub[sub[col].notna()].sort_values(col, ascending=asc).head(top_k)
-            for row in ranked.itertuples():
-                doc = row.ast_doc if measure == "ast" else row.emb_doc
-                if doc is None or (measure == "ast" and row.ast_max <= 0):
-                    continue
-                pairs.append(
-                    {
-                        "benchmark": name,
-                        "measure": measure,
-                        "item_id": row.item_id,
-                        "score": float(getattr(row, col)),
-                        "doc_id": doc,
-                        "unit": row.ast_unit if measure == "ast" else None,
-                    }
-                )
-    texts = _read_texts(
-        summary.get("input_dir", ""), {p["doc_id"] for p in pairs} | {h["doc_id"] for h in hits[:max_hits]}
+    items, units, scores, hits, bench_items = _load_inputs(root, summary)
+    removed = _removed_rows(scores, summary)
+    pairs = _pairs(items, removed, summary)
+    hits = hits[:max_hits]
+    docs = _read_docs(
+        summary.get("input_dir", ""), {p["doc_id"] for p in pairs} | {h["doc_id"] for h in hits}
     )
-    unit_lines = {}
-    if len(units):
-        idx = units.set_index(["id", "unit"])
-        for p in pairs:
-            if p["unit"] is not None and (p["doc_id"], p["unit"]) in idx.index:
-                row = idx.loc[(p["doc_id"], p["unit"])]
-                row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
-                unit_lines[(p["doc_id"], p["unit"])] = (int(row["lineno"]), int(row["end_lineno"]))
-    for p in pairs:
-        item = bench_items.get(p["item_id"])
-        p["benchmark_solution"] = item.solution if item else ""
-        text = texts.get(p["doc_id"], "")
-        lo, hi = unit_lines.get((p["doc_id"], p["unit"]), (1, 60))
-        p["training_snippet"] = _snippet(text, lo, hi) if text else ""
-    for h in hits[:max_hits]:
-        text = texts.get(h["doc_id"], "")
-        h["context"] = text[max(0, h["start"] - 40) : h["end"] + 40] if text else ""
-
-    table3 = _table3(summary)
-    plots = _histograms(items, units, summary)
+    _attach_sources(pairs, hits, docs, units, bench_items)
+    unparsed = scores[scores["parse_error"].notna()][["id", "parse_error"]].to_dict("records")
     report = {
         "summary": summary,
-        "table3": table3,
+        "table3": _table3(summary),
         "checksums": {name: b["checksum"] for name, b in summary["benchmarks"].items()},
-        "top_pairs": pairs,
-        "ngram_hits": hits[:max_hits],
-        "ngram_hits_total": len(hits),
+        "removed_docs": removed,
+        "removed_union": {t: sum(t in r["removed_at"] for r in removed) for t in _taus(summary)},
+        "pairs": pairs,
+        "not_ast_checked": unparsed,
+        "ngram_hits": hits,
+        "ngram_hits_total": sum(1 for _ in open(root / NGRAM_HITS)) if (root / NGRAM_HITS).is_file() else 0,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
     (out / "report.md").write_text(_markdown(report))
-    (out / "report.html").write_text(_html(report, plots))
+    (out / "report.html").write_text(_html(report, _histograms(items, units, summary)))
     return {
         "html": str(out / "report.html"),
         "markdown": str(out / "report.md"),
         "json": str(out / "report.json"),
-        "table3": table3,
+        "table3": report["table3"],
     }
 
 
@@ -346,8 +438,8 @@ def _markdown(report) -> str:
         "# Decontamination audit",
         "",
         f"Input: `{s['input_dir']}` - {s['docs']} documents, {s['units']} units; rule `{s['rule']}`, "
-        f"embedding threshold {s['embedding_threshold']}, AST floor {s['ast_floor']}.",
-        f"Parse failures (recorded, not fatal): {s['parse_failures'] or 'none'}.",
+        f"embedding threshold {num(s['embedding_threshold'])}, AST floor {num(s['ast_floor'])}.",
+        f"Not checked by AST (unparseable, listed in the HTML report): {len(report['not_ast_checked'])}.",
         "",
         "## Benchmark checksums (sha256)",
         "",
@@ -363,92 +455,165 @@ def _markdown(report) -> str:
             f"| {r['benchmark']} | {r['tau']} | {r['similar']} | {r['non_similar']} | {r['total']} | "
             f"{r['removed_docs']} | {r['removed_units']} |"
         )
-    lines += ["", "## Top matching pairs", ""]
-    for p in report["top_pairs"]:
-        lines += [
-            f"### {p['item_id']} ~ `{p['doc_id']}` {p['unit'] or ''} ({p['measure']} {p['score']:.3f})",
-            "",
-            "```python",
-            p["benchmark_solution"].rstrip(),
-            "```",
-            "",
-            "```python",
-            p["training_snippet"].rstrip(),
-            "```",
-            "",
-        ]
-    lines += [
-        "## 13-gram hits",
-        "",
-        f"{report['ngram_hits_total']} evidence spans (first {len(report['ngram_hits'])} shown).",
-        "",
-    ]
-    if report["ngram_hits"]:
-        lines += ["| doc | item | field | n-gram | chars |", "|---|---|---|---|---|"]
-        for h in report["ngram_hits"]:
-            lines.append(
-                f"| `{h['doc_id']}` | {h['item_id']} | {h['field']} | {h['ngram']} | {h['start']}-{h['end']} |"
-            )
+    lines += ["", "## Removed documents (union over benchmarks)", ""]
+    lines += [f"- tau {t}: {n}" for t, n in report["removed_union"].items()]
+    lines += ["", "| doc | item | AST | embedding | removed at tau |", "|---|---|---|---|---|"]
+    for r in report["removed_docs"]:
+        lines.append(
+            f"| `{r['doc_id']}` | {r['item_id'] or ''} | {num(r['ast'])} | {num(r['emb'])} | "
+            f"{', '.join(r['removed_at'])} |"
+        )
+    lines += ["", f"13-gram evidence spans: {report['ngram_hits_total']} (all in `{NGRAM_HITS}`).", ""]
     return "\n".join(lines) + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}
-.pair{display:grid;grid-template-columns:1fr 1fr;gap:8px}pre{background:#f7f7f7;padding:6px;overflow:auto;
-font-size:12px;max-height:420px}code{font-size:12px}.hit{background:#ffe08a}"""
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}th{background:#f0f0f0;cursor:pointer}
+td.l{text-align:left}.pair{display:grid;grid-template-columns:1fr 1fr;gap:8px}pre{background:#f7f7f7;padding:6px;
+overflow:auto;font-size:12px;max-height:420px;margin:0}code{font-size:12px}.hit{background:#ffe08a}
+.fail{color:#b00;font-weight:bold}input.filter{margin:4px 0;width:30em}details{margin:4px 0}"""
+
+# sort on header click (numbers numerically), filter rows by a substring: no libraries, no network
+_JS = """document.querySelectorAll('table.sortable').forEach(function(t){
+var f=document.createElement('input');f.className='filter';f.placeholder='filter rows...';
+t.parentNode.insertBefore(f,t);f.addEventListener('input',function(){var q=f.value.toLowerCase();
+t.querySelectorAll('tbody tr').forEach(function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':'';});});
+t.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
+var b=t.tBodies[0],rs=Array.from(b.rows),d=th.dataset.dir==='a'?-1:1;th.dataset.dir=d>0?'a':'d';
+rs.sort(function(x,y){var p=x.cells[i].textContent,q=y.cells[i].textContent,m=parseFloat(p),n=parseFloat(q);
+return d*((isNaN(m)||isNaN(n))?p.localeCompare(q):m-n);});rs.forEach(function(r){b.appendChild(r);});});});});"""
 
 
-def _html(report, plots) -> str:
+def _table(headers: list[str], rows: list[list[str]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
+    return (
+        f"<table class='sortable' id='{table_id}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _td(value: Any, left: bool = False) -> str:
+    text = value if isinstance(value, str) else num(value)
+    return f"<td class='l'>{html.escape(text)}</td>" if left else f"<td>{html.escape(text)}</td>"
+
+
+def _html_head(report) -> list[str]:
     e = html.escape
     s = report["summary"]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Decontamination audit</title>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>Decontamination audit</title>"
         f"<style>{_CSS}</style></head><body><h1>Decontamination audit</h1>",
         f"<p>Input <code>{e(s['input_dir'])}</code>: {s['docs']} documents, {s['units']} units. Rule "
-        f"<b>{e(s['rule'])}</b>, embedding threshold {s['embedding_threshold']}, AST floor {s['ast_floor']}. "
-        f"Parse failures (recorded, not fatal): {e(str(s['parse_failures'] or 'none'))}.</p>",
+        f"<b>{e(s['rule'])}</b>, embedding threshold {num(s['embedding_threshold'])}, AST floor "
+        f"{num(s['ast_floor'])}. Not checked by AST: {len(report['not_ast_checked'])} documents.</p>",
         "<h2>Benchmark checksums (sha256)</h2><ul>",
     ]
     parts += [f"<li>{e(n)}: <code>{e(c)}</code></li>" for n, c in report["checksums"].items()]
+    parts.append("</ul><h2>Similar / non-similar problems and removed training documents</h2>")
+    rows = [
+        [_td(r["benchmark"], True), _td(r["tau"])]
+        + [_td(r[k]) for k in ("similar", "non_similar", "total", "removed_docs", "removed_units")]
+        for r in report["table3"]
+    ]
     parts.append(
-        "</ul><h2>Similar / non-similar problems and removed training documents</h2><table><tr>"
-        "<th>benchmark</th><th>tau</th><th>similar</th><th>non-similar</th><th>total</th>"
-        "<th>removed docs</th><th>removed units</th></tr>"
-    )
-    for r in report["table3"]:
-        parts.append(
-            f"<tr><td>{e(r['benchmark'])}</td><td>{r['tau']}</td><td>{r['similar']}</td>"
-            f"<td>{r['non_similar']}</td><td>{r['total']}</td><td>{r['removed_docs']}</td>"
-            f"<td>{r['removed_units']}</td></tr>"
+        _table(
+            ["benchmark", "tau", "similar", "non-similar", "total", "removed docs", "removed units"],
+            rows,
+            "table3",
         )
-    parts.append("</table><h2>Maximum similarity</h2>")
+    )
+    return parts
+
+
+def _html_removed(report) -> list[str]:
+    union = ", ".join(f"tau {t}: {n}" for t, n in report["removed_union"].items())
+    parts = [f"<h2>Removed documents (union over benchmarks)</h2><p>{html.escape(union or 'none')}</p>"]
+    rows = [
+        [
+            _td(r["doc_id"], True),
+            _td(r["benchmark"], True),
+            _td(r["item_id"] or "", True),
+            _td(r["unit"] or "", True),
+            _td(r["ast"]),
+            _td(r["emb"]),
+            _td(", ".join(r["removed_at"]), True),
+        ]
+        for r in report["removed_docs"]
+    ]
+    parts.append(
+        _table(
+            ["doc id", "benchmark", "item", "unit", "AST rate", "embedding distance", "removed at tau"],
+            rows,
+            "removed",
+        )
+    )
+    rows = [[_td(r["id"], True), _td(r["parse_error"], True)] for r in report["not_ast_checked"]]
+    parts.append("<h2>Documents not checked by AST (unparseable)</h2>")
+    parts.append(_table(["doc id", "reason"], rows, "unparsed"))
+    return parts
+
+
+def _html_pairs(report) -> list[str]:
+    e = html.escape
+    rows = [
+        [
+            _td(p["item_id"], True),
+            _td(p["doc_id"], True),
+            _td(p.get("repo") or "", True),
+            _td(p.get("path") or "", True),
+            _td(f"{p['line_start']}-{p['line_end']}"),
+            _td(p["measure"], True),
+            _td(p["score"]),
+            "<td>ok</td>" if p["passes"] else "<td class='fail'>below threshold</td>",
+        ]
+        for p in report["pairs"]
+    ]
+    parts = [
+        "<h2>Similar items and their training matches</h2>",
+        _table(["item", "doc id", "repo", "path", "lines", "measure", "score", "flag"], rows, "pairs"),
+        "<h2>Pairs side by side</h2>",
+    ]
+    for p in report["pairs"]:
+        flag = "" if p["passes"] else " <span class='fail'>below threshold</span>"
+        where = " ".join(x for x in (p.get("repo"), p.get("path")) if x)
+        parts.append(
+            f"<details><summary>{e(p['item_id'])} &harr; <code>{e(p['doc_id'])}</code> {e(where)} "
+            f"lines {p['line_start']}-{p['line_end']} ({e(p['measure'])} {num(p['score'])}){flag}</summary>"
+            f"<div class='pair'><pre>{e(p['benchmark_solution'])}</pre><pre>{e(p['training_snippet'])}</pre>"
+            "</div></details>"
+        )
+    return parts
+
+
+def _html_hits(report) -> list[str]:
+    e = html.escape
+    parts = [
+        f"<h2>13-gram hits</h2><p>{report['ngram_hits_total']} evidence spans "
+        f"({len(report['ngram_hits'])} shown; all in <code>{NGRAM_HITS}</code>).</p>"
+    ]
+    rows = [
+        [
+            _td(h["doc_id"], True),
+            _td(h.get("path") or "", True),
+            _td(h.get("line")),
+            _td(h["item_id"], True),
+            _td(h["field"], True),
+            f"<td class='l'><pre>{e(h.get('before', ''))}<span class='hit'>{e(h.get('match', ''))}</span>"
+            f"{e(h.get('after', ''))}</pre></td>",
+        ]
+        for h in report["ngram_hits"]
+    ]
+    parts.append(_table(["doc id", "path", "line", "item", "field", "13-gram in context"], rows, "hits"))
+    return parts
+
+
+def _html(report, plots) -> str:
+    parts = _html_head(report)
+    parts.append("<h2>Maximum similarity</h2>")
     parts += [
-        f"<h3>{e(n)}</h3><img alt='histograms {e(n)}' src='data:image/png;base64,{p}'>"
+        f"<h3>{html.escape(n)}</h3><img alt='histograms {html.escape(n)}' src='data:image/png;base64,{p}'>"
         for n, p in plots.items()
     ]
-    parts.append("<h2>Top matching pairs</h2>")
-    for p in report["top_pairs"]:
-        parts.append(
-            f"<h4>{e(p['item_id'])} &harr; <code>{e(p['doc_id'])}</code> {e(p['unit'] or '')} "
-            f"({e(p['measure'])} {p['score']:.3f})</h4><div class='pair'><pre>{e(p['benchmark_solution'])}"
-            f"</pre><pre>{e(p['training_snippet'])}</pre></div>"
-        )
-    parts.append(
-        f"<h2>13-gram hits</h2><p>{report['ngram_hits_total']} evidence spans "
-        f"(first {len(report['ngram_hits'])} shown; all in <code>{NGRAM_HITS}</code>).</p>"
-    )
-    if report["ngram_hits"]:
-        parts.append(
-            "<table><tr><th>doc</th><th>item</th><th>field</th><th>n-gram</th><th>chars</th>"
-            "<th>context</th></tr>"
-        )
-        for h in report["ngram_hits"]:
-            parts.append(
-                f"<tr><td><code>{e(h['doc_id'])}</code></td><td>{e(h['item_id'])}</td>"
-                f"<td>{e(h['field'])}</td><td style='text-align:left'>{e(h['ngram'])}</td>"
-                f"<td>{h['start']}-{h['end']}</td><td style='text-align:left'><pre>"
-                f"{e(h.get('context', ''))}</pre></td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
+    parts += _html_removed(report) + _html_pairs(report) + _html_hits(report)
+    parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)

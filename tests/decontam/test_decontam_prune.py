@@ -97,14 +97,19 @@ def test_report_is_self_contained_with_evidence(corpus, audited):
     html = (out / "report" / "report.html").read_text()
     assert (
         html.count("data:image/png;base64,") == 2
-        and "<script" not in html
+        and "<script src" not in html
         and "http" not in html.split("<body>")[1][:200]
     )
     assert load_benchmark("humaneval")[0].checksum in html
     report = json.loads((out / "report" / "report.json").read_text())
     assert any(h["doc_id"] == "verbatim" and h["item_id"] == "HumanEval/10" for h in report["ngram_hits"])
-    top = [p for p in report["top_pairs"] if p["measure"] == "ast"]
+    top = [p for p in report["pairs"] if p["measure"] == "ast"]
     assert top and top[0]["score"] == 1.0 and top[0]["benchmark_solution"] and top[0]["training_snippet"]
+    assert top[0]["path"] and top[0]["line_start"] >= 1 and top[0]["line_end"] >= top[0]["line_start"]
+    # every removed document is in the report, the 13-gram is highlighted, numbers are plain
+    assert all(f">{r['doc_id']}<" in html for r in report["removed_docs"])
+    assert "<span class='hit'>" in html and "0000000" not in html.split("<h2>Maximum")[0]
+    assert {r["id"] for r in report["not_ast_checked"]} == {"bad/syntax", "bad/empty", "bad/deep"}
     md = (out / "report" / "report.md").read_text()
     assert "| humaneval | 0.95 |" in md
     again = write_decontam_report(out, out / "report2")
