@@ -48,6 +48,7 @@ def baseline_module(ref: str = "main"):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("ast_match_baseline", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

@@ -48,8 +48,13 @@ from decontam.ast_match import AstMatchIndex, parse_document
 from decontam.benchmarks import BenchmarkItem, load_benchmark
 
 DEFAULT_TAUS = (0.95, 0.9, 0.85, 0.8)
-RULES = ("ast", "embedding", "either", "both")
+MEASURES = ("ast", "embedding", "llm")
+_ALIASES = {"either": [["ast"], ["embedding"]], "both": [["ast", "embedding"]]}
+RULES = MEASURES + tuple(_ALIASES)  # single-measure rules; any | / & combination of MEASURES works too
+_NEEDS = {"ast": "always computed", "embedding": "embeddings=True", "llm": "an llm config"}
 SPLIT_VERSION = 1
+LLM_VERDICTS = "llm_verdicts.jsonl"
+LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
 DEFAULT_EMBEDDING_THRESHOLD = 0.3
 
 
@@ -192,6 +197,8 @@ class BenchmarkScores:
     emb_doc_item: np.ndarray | None = None
     emb_item_dist: np.ndarray | None = None  # (n_items, k)
     emb_item_doc: np.ndarray | None = None  # (n_items, k)
+    llm_doc_hit: np.ndarray | None = None  # (n_docs,) the LLM judged the document a rephrased item
+    llm_item_hit: np.ndarray | None = None  # (n_items,)
     unparseable_items: list[str] = field(default_factory=list)
     too_small_items: list[str] = field(default_factory=list)
     pairs_compared: int = 0
@@ -415,45 +422,78 @@ def write_score_tables(
 # ---------------------------------------------------------------------------------------------------
 # decisions
 # ---------------------------------------------------------------------------------------------------
-def _combine(ast_hit: np.ndarray, emb_hit: np.ndarray | None, rule: str) -> np.ndarray:
-    if emb_hit is None:
-        if rule in ("embedding", "both"):
-            raise ValueError(f"rule={rule!r} needs embeddings (embeddings=True)")
-        return ast_hit
+def parse_rule(rule: str) -> list[list[str]]:
+    """A rule as OR-of-AND terms over the measures ``ast``, ``embedding`` and ``llm``.
+
+    ``either`` means ``ast|embedding`` and ``both`` ``ast&embedding``; ``&`` binds tighter than ``|``.
+
+    Example:
+        >>> parse_rule("either|llm"), parse_rule("ast&llm|embedding")
+        ([['ast'], ['embedding'], ['llm']], [['ast', 'llm'], ['embedding']])
+    """
+    terms: list[list[str]] = []
+    for term in str(rule).replace(" ", "").split("|"):
+        names = term.split("&")
+        if len(names) == 1 and names[0] in _ALIASES:
+            terms += _ALIASES[names[0]]
+            continue
+        if not all(n in MEASURES for n in names):
+            raise ValueError(
+                f"rule must combine {MEASURES} (or {tuple(_ALIASES)}) with | and &, not {rule!r}"
+            )
+        terms.append(names)
+    return terms
+
+
+def rule_measures(rule: str) -> list[str]:
+    """The measures a rule uses, in :data:`MEASURES` order."""
+    used = {n for term in parse_rule(rule) for n in term}
+    return [m for m in MEASURES if m in used]
+
+
+def _combine(hits: dict[str, np.ndarray | None], rule: str) -> np.ndarray:
+    out = None
+    for term in parse_rule(rule):
+        mask = None
+        for name in term:
+            if hits.get(name) is None:
+                raise ValueError(f"rule={rule!r} needs the {name} measure ({_NEEDS[name]})")
+            mask = hits[name] if mask is None else mask & hits[name]
+        out = mask if out is None else out | mask
+    return out
+
+
+def _doc_hits(s: BenchmarkScores, tau: float, threshold: float) -> dict[str, np.ndarray | None]:
     return {
-        "ast": ast_hit,
-        "embedding": emb_hit,
-        "either": ast_hit | emb_hit,
-        "both": ast_hit & emb_hit,
-    }[rule]
+        "ast": s.doc_score >= tau,
+        "embedding": s.emb_doc_dist <= threshold if s.emb_doc_dist is not None else None,
+        "llm": s.llm_doc_hit,
+    }
 
 
 def contaminated_docs(
     scores: dict[str, BenchmarkScores], tau: float, rule: str, threshold: float, n_docs: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(removed mask, ast-hit mask, embedding-hit mask) over documents, across all benchmarks."""
-    ast_any = np.zeros(n_docs, dtype=bool)
-    emb_any = np.zeros(n_docs, dtype=bool)
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(removed mask, {measure: hit mask}) over documents, across all benchmarks."""
     removed = np.zeros(n_docs, dtype=bool)
+    any_hit = {m: np.zeros(n_docs, dtype=bool) for m in MEASURES}
     for s in scores.values():
-        ast_hit = s.doc_score >= tau
-        emb_hit = s.emb_doc_dist <= threshold if s.emb_doc_dist is not None else None
-        removed |= _combine(ast_hit, emb_hit, rule)
-        ast_any |= ast_hit
-        if emb_hit is not None:
-            emb_any |= emb_hit
-    return removed, ast_any, emb_any
+        hits = _doc_hits(s, tau, threshold)
+        removed |= _combine(hits, rule)
+        for name, mask in hits.items():
+            if mask is not None:
+                any_hit[name] |= mask
+    return removed, any_hit
 
 
 def similar_items(s: BenchmarkScores, tau: float, rule: str, threshold: float) -> np.ndarray:
     """Mask over ``s.items``: items with a training match under ``rule`` at ``tau``."""
-    ast_hit = s.item_score >= tau
     emb_hit = None
     if s.emb_item_dist is not None:
         emb_hit = (
             s.emb_item_dist[:, 0] <= threshold if s.emb_item_dist.shape[1] else np.zeros(len(s.items), bool)
         )
-    return _combine(ast_hit, emb_hit, rule)
+    return _combine({"ast": s.item_score >= tau, "embedding": emb_hit, "llm": s.llm_item_hit}, rule)
 
 
 def build_split(
@@ -466,7 +506,8 @@ def build_split(
         "rule": rule,
         "embedding_threshold": threshold,
         # the measures actually computed (rule "either" without embeddings is AST-only)
-        "measures": ["ast", "embedding"] if with_emb else ["ast"],
+        "measures": (["ast", "embedding"] if with_emb else ["ast"])
+        + (["llm"] if any(s.llm_doc_hit is not None for s in scores.values()) else []),
         "benchmarks": {},
     }
     for name, s in scores.items():
@@ -516,8 +557,8 @@ def write_pruned(
     row_of = {doc_id: r for r, doc_id in enumerate(table.doc_ids)}
     decisions = {}
     for tau in taus:
-        removed, ast_hit, emb_hit = contaminated_docs(scores, tau, rule, threshold, len(table.doc_ids))
-        decisions[tau_key(tau)] = (removed, ast_hit, emb_hit)
+        decisions[tau_key(tau)] = contaminated_docs(scores, tau, rule, threshold, len(table.doc_ids))
+    used = rule_measures(rule)
     writers = {}
     for key in decisions:
         tau_dir = out / f"tau_{key}"
@@ -533,17 +574,13 @@ def write_pruned(
             r = row_of.get(row["id"])
             base_meta = row_to_metadata(row)
             decontam_meta = _doc_metadata(scores, r) if r is not None else {}
-            for key, (removed, ast_hit, emb_hit) in decisions.items():
+            for key, (removed, hits) in decisions.items():
                 meta = dict(base_meta, decontam=decontam_meta)
                 doc = Document(text=row["text"] or "", id=row["id"], metadata=meta)
                 keep_writer, drop_writer = writers[key]
                 if r is not None and removed[r]:
                     # name the measures the rule uses that flagged this document
-                    flags = (
-                        ("ast", ast_hit[r] and rule != "embedding"),
-                        ("embedding", emb_hit[r] and rule != "ast"),
-                    )
-                    which = "+".join(n for n, hit in flags if hit)
+                    which = "+".join(m for m in used if hits[m][r])
                     reason = f"contaminated_{which}_{key}"
                     doc.metadata["filter_reason"] = reason
                     drop_writer.write(doc)
@@ -591,6 +628,8 @@ def prune_shards(
     write_shards: bool = True,
     max_bytes: int = 2_000_000,
     min_nodes: int = 10,
+    llm: Any = None,
+    llm_k: int = 3,
 ) -> dict[str, Any]:
     """Score ``input_dir`` once and write score tables, pruned shard sets, ``split.json`` and ``decontam.json``.
 
@@ -600,23 +639,30 @@ def prune_shards(
         benchmarks: names (``humaneval``, ``mbpp``) or ``{name: load_benchmark kwargs}``.
         mbpp_path: MBPP jsonl (else ``$TEXTBOOKS_MBPP_PATH``); ``mbpp_split`` its split.
         taus: AST match-rate thresholds.
-        rule: ``ast`` | ``embedding`` | ``either`` | ``both`` (how the two measures combine).
+        rule: which measures remove a document: ``ast``, ``embedding``, ``llm``, ``either``
+            (``ast|embedding``), ``both`` (``ast&embedding``) or any ``|``/``&`` combination such as
+            ``either|llm`` or ``ast&llm``.
         embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar.
         embeddings: compute the embedding measure (needs the embedder; stored embeddings are reused).
-        floor: AST rates below this are not computed exactly (default: ``min(taus) - 0.1``).
+        floor: AST rates below this are not computed exactly (default: ``min(taus) - 0.1``, or
+            :data:`LLM_FLOOR` when the rule uses ``llm``, so the judge sees rephrased candidates).
         workers: parsing processes; the comparison uses all cores when > 1.
         write_shards: also write the pruned ``tau_X/`` shard sets (off for score-only runs).
         min_nodes: benchmark solutions/functions with fewer AST nodes are not matched (generic one-liners).
         max_bytes: documents larger than this are recorded as ``too_large`` and not parsed.
+        llm: the :class:`curate.llm.LLMConfig` (or its keys) of the LLM judge, for rules using ``llm``;
+            verdicts go to ``llm_verdicts.jsonl`` (answers cached by the client).
+        llm_k: AST and embedding candidates judged per benchmark item.
 
     Returns the summary also written to ``decontam.json``.
     """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
-    if not embeddings and rule in ("embedding", "both"):
+    used = rule_measures(rule)  # raises on an unknown rule, before any work
+    if not embeddings and "embedding" in used:
         raise ValueError(f"rule={rule!r} needs embeddings=True")
     taus = sorted({float(t) for t in taus}, reverse=True)
-    floor = max(0.0, min(taus) - 0.1) if floor is None else float(floor)
+    if floor is None:
+        # the LLM judge sees rephrased candidates far under any tau: shortlist from a lower floor
+        floor = min(LLM_FLOOR, min(taus) - 0.1) if "llm" in used else max(0.0, min(taus) - 0.1)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -624,6 +670,15 @@ def prune_shards(
     table, scores, timings = compute_scores(
         input_dir, bench_items, floor, workers, embeddings, embedder, embed_k, max_bytes, min_nodes
     )
+    verdicts = None
+    if "llm" in used:
+        from decontam.llm_judge import judge_scores
+
+        t0 = time.perf_counter()
+        verdicts = judge_scores(table, scores, input_dir, llm, llm_k)
+        with open(out / LLM_VERDICTS, "w") as f:
+            f.writelines(json.dumps(v, sort_keys=True) + "\n" for v in verdicts)
+        timings["llm_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     removed = {
         tau_key(t): contaminated_docs(scores, t, rule, embedding_threshold, len(table.doc_ids))[0]
@@ -699,7 +754,7 @@ def _summary(input_dir, out, table, scores, split, counts, taus, rule, threshold
         for tau in taus:
             key = tau_key(tau)
             sim = split["benchmarks"][name]["taus"][key]
-            removed, _, _ = contaminated_docs({name: s}, tau, rule, threshold, len(table.doc_ids))
+            removed, _ = contaminated_docs({name: s}, tau, rule, threshold, len(table.doc_ids))
             entry["taus"][key] = {
                 "similar": len(sim["similar"]),
                 "non_similar": len(sim["non_similar"]),
@@ -709,6 +764,6 @@ def _summary(input_dir, out, table, scores, split, counts, taus, rule, threshold
         summary["benchmarks"][name] = entry
     for tau in taus:
         key = tau_key(tau)
-        removed, _, _ = contaminated_docs(scores, tau, rule, threshold, len(table.doc_ids))
+        removed, _ = contaminated_docs(scores, tau, rule, threshold, len(table.doc_ids))
         summary["taus"][key] = {"removed_docs": int(removed.sum()), **counts.get(key, {})}
     return summary

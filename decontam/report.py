@@ -34,6 +34,7 @@ import numpy as np
 from decontam.prune import (
     DEFAULT_EMBEDDING_THRESHOLD,
     DEFAULT_TAUS,
+    LLM_VERDICTS,
     load_benchmarks,
     prune_shards,
     shard_dataset,
@@ -93,6 +94,8 @@ def decontam_audit(
     workers: int = 2,
     write_shards: bool = True,
     min_nodes: int = 10,
+    llm: Any = None,
+    llm_k: int = 3,
 ) -> dict[str, Any]:
     """JOB ``decontam_audit``: score, prune and 13-gram scan ``input_dir``, then write the audit report.
 
@@ -125,6 +128,8 @@ def decontam_audit(
         workers=workers,
         write_shards=write_shards,
         min_nodes=min_nodes,
+        llm=llm,
+        llm_k=llm_k,
     )
     if ngram:
         summary["ngram"] = scan_ngrams(input_dir, output_dir, benchmarks, mbpp_path, mbpp_split)
@@ -359,6 +364,11 @@ def _load_inputs(root: Path, summary):
     items = pd.read_parquet(root / "items.parquet")
     units = pd.read_parquet(root / "units.parquet")
     scores = pd.read_parquet(root / "scores.parquet")
+    verdicts = []
+    if (root / LLM_VERDICTS).is_file():
+        verdicts = [
+            json.loads(line) for line in (root / LLM_VERDICTS).read_text().splitlines() if line.strip()
+        ]
     hits = []
     if (root / NGRAM_HITS).is_file():
         with open(root / NGRAM_HITS) as f:
@@ -369,7 +379,7 @@ def _load_inputs(root: Path, summary):
         bench_items = {it.id: it for group in groups for it in group}
     except (FileNotFoundError, ValueError):
         pass  # solutions are then shown by id only
-    return items, units, scores, hits, bench_items
+    return items, units, scores, hits, bench_items, verdicts
 
 
 def write_decontam_report(
@@ -397,7 +407,7 @@ def write_decontam_report(
     summary = json.loads(summary_path.read_text())
     out = Path(output_dir) if output_dir else root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    items, units, scores, hits, bench_items = _load_inputs(root, summary)
+    items, units, scores, hits, bench_items, verdicts = _load_inputs(root, summary)
     removed = _removed_rows(scores, summary)
     pairs = _pairs(items, removed, summary)
     hits = hits[:max_hits]
@@ -414,6 +424,7 @@ def write_decontam_report(
         "removed_union": {t: sum(t in r["removed_at"] for r in removed) for t in _taus(summary)},
         "pairs": pairs,
         "not_ast_checked": unparsed,
+        "llm_verdicts": verdicts,
         "ngram_hits": hits,
         "ngram_hits_total": sum(1 for _ in open(root / NGRAM_HITS)) if (root / NGRAM_HITS).is_file() else 0,
     }
@@ -607,6 +618,26 @@ def _html_hits(report) -> list[str]:
     return parts
 
 
+def _html_verdicts(report) -> list[str]:
+    if not report["llm_verdicts"]:
+        return []
+    rows = [
+        [
+            _td(v["item_id"], True),
+            _td(v["doc_id"], True),
+            _td(v.get("unit") or "", True),
+            _td({True: "same problem", False: "different", None: "unclear"}[v["same"]], True),
+            _td(v.get("answer") or v.get("error") or "", True),
+            _td("yes" if v["cached"] else "no", True),
+        ]
+        for v in report["llm_verdicts"]
+    ]
+    return [
+        "<h2>LLM judge verdicts</h2>",
+        _table(["item", "doc id", "unit", "verdict", "answer", "cached"], rows, "verdicts"),
+    ]
+
+
 def _html(report, plots) -> str:
     parts = _html_head(report)
     parts.append("<h2>Maximum similarity</h2>")
@@ -614,6 +645,6 @@ def _html(report, plots) -> str:
         f"<h3>{html.escape(n)}</h3><img alt='histograms {html.escape(n)}' src='data:image/png;base64,{p}'>"
         for n, p in plots.items()
     ]
-    parts += _html_removed(report) + _html_pairs(report) + _html_hits(report)
+    parts += _html_removed(report) + _html_pairs(report) + _html_verdicts(report) + _html_hits(report)
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)
