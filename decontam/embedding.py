@@ -110,3 +110,95 @@ def document_embeddings(
         rows, src = zip(*reused, strict=True)
         out[list(rows)] = X_stored[list(src)]
     return out, len(reused)
+
+
+# ---------------------------------------------------------------------------------------------------
+# vectors computed once: the embeddings store, plus the audit's own part files for what it computed
+# ---------------------------------------------------------------------------------------------------
+VECTORS_DIR = "vectors"
+
+
+def stored_vectors(
+    keys: Sequence[str],
+    texts: Sequence[str],
+    embedder,
+    persist_dir: str | os.PathLike,
+    reuse_dirs: Sequence = (),
+) -> tuple[np.ndarray, int]:
+    """Vectors of ``texts`` under ``keys`` -> (array, number computed now).
+
+    Looked up first in the :class:`curate.embed.EmbeddingStore` of each of ``reuse_dirs`` (e.g. the
+    input shard directory, whose curate stage may have embedded the documents already) and of
+    ``persist_dir``; what is missing is computed once and appended to ``persist_dir``'s store as a new
+    part file, so the next audit reuses it.
+    """
+    from curate.embed import EmbeddingStore, _as_embedder
+
+    emb = _as_embedder(embedder)
+    keys = [str(k) for k in keys]
+    dim = None
+    out: dict[str, np.ndarray] = {}
+    for folder in [*reuse_dirs, persist_dir]:
+        rows, X = EmbeddingStore(folder, emb).stored
+        for key in keys:
+            if key in rows and key not in out:
+                out[key] = X[rows[key]]
+    missing = sorted({k for k in keys if k not in out})
+    if missing:
+        text_of = dict(zip(keys, texts, strict=True))
+        X_new, _ = EmbeddingStore(None, emb).embed(missing, [text_of[k] for k in missing])
+        out.update(zip(missing, X_new, strict=True))
+        _append_part(persist_dir, emb.model_id, missing, X_new)
+    if out:
+        dim = len(next(iter(out.values())))
+    matrix = np.zeros((len(keys), dim or 0), dtype=np.float32)
+    for r, key in enumerate(keys):
+        matrix[r] = out[key]
+    return matrix, len(missing)
+
+
+def _append_part(persist_dir, model_id: str, ids: list[str], X: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.embed import _embedding_schema, embeddings_dir
+
+    folder = embeddings_dir(persist_dir, model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f"part-{len(list(folder.glob('*.parquet'))):05d}-{os.getpid()}.parquet"
+    tmp = part.with_name(f".{part.name}.tmp")
+    table = pa.table({"id": ids, "embedding": [row.tolist() for row in X]}, schema=_embedding_schema())
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, part)  # a killed audit leaves no half-written part behind
+
+
+def unit_texts(table, texts_by_id: dict[str, str], min_nodes: int) -> tuple[list[int], list[str]]:
+    """Normalised text of every function/method unit with ``min_nodes`` nodes (``decontam.normalise``)
+    -> (unit indices, texts). Units that do not parse on their own are left out."""
+    import textwrap
+
+    from decontam.normalise import normalise_code
+
+    picked, out = [], []
+    for u, (kind, seq) in enumerate(zip(table.unit_kind, table.unit_seq, strict=True)):
+        if kind == "module" or len(seq) < min_nodes:
+            continue
+        lines = texts_by_id[table.doc_ids[table.unit_doc[u]]].splitlines()
+        source = textwrap.dedent("\n".join(lines[table.unit_lineno[u] - 1 : table.unit_end[u]]))
+        try:
+            out.append(normalise_code(source))
+        except (SyntaxError, ValueError, RecursionError):
+            continue
+        picked.append(u)
+    return picked, out
+
+
+def units_to_docs(res: NeighbourResult, unit_doc: np.ndarray, n_docs: int, k: int) -> NeighbourResult:
+    """Per-unit neighbours -> per-document ones (a document is as near as its nearest unit)."""
+    doc_dist = np.full(n_docs, np.inf, dtype=np.float32)
+    doc_item = np.full(n_docs, -1, dtype=np.int64)
+    order = np.argsort(-res.doc_dist)  # farthest first, so the nearest unit is written last
+    doc_dist[unit_doc[order]] = res.doc_dist[order]
+    doc_item[unit_doc[order]] = res.doc_item[order]
+    item_doc = np.where(res.item_doc >= 0, unit_doc[np.maximum(res.item_doc, 0)], -1)
+    return NeighbourResult(doc_dist, doc_item, res.item_dist[:, :k], item_doc[:, :k])

@@ -46,6 +46,7 @@ import numpy as np
 
 from decontam.ast_match import AstMatchIndex, parse_document
 from decontam.benchmarks import BenchmarkItem, load_benchmark
+from decontam.embedding import VECTORS_DIR
 
 DEFAULT_TAUS = (0.95, 0.9, 0.85, 0.8)
 MEASURES = ("ast", "embedding", "llm")
@@ -56,6 +57,7 @@ SPLIT_VERSION = 1
 LLM_VERDICTS = "llm_verdicts.jsonl"
 LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
 DEFAULT_EMBEDDING_THRESHOLD = 0.3
+EMBEDDING_VIEWS = ("document", "normalised_units")
 
 
 def tau_key(tau: float) -> str:
@@ -250,35 +252,68 @@ def score_embeddings(
     table: UnitTable,
     embedder=None,
     k: int = 5,
+    view: str = "document",
+    persist_dir: str | os.PathLike | None = None,
+    min_nodes: int = 10,
 ) -> dict[str, Any]:
-    """Fill the embedding fields of ``scores`` (stored training embeddings reused, the rest computed)."""
-    from curate.embed import _as_embedder
-    from decontam.embedding import document_embeddings, embedding_neighbours
+    """Fill the embedding fields of ``scores``.
 
+    ``view="document"`` embeds each document's raw text (the paper's measure); ``"normalised_units"``
+    embeds the normal form (:mod:`decontam.normalise`) of every function unit with ``min_nodes`` nodes
+    and of every benchmark solution, and a document is as near as its nearest unit. Vectors are
+    computed once: reused from the input's embeddings store and from ``persist_dir`` (the audit's own
+    store, where anything computed now is kept for the next run).
+    """
+    import tempfile
+
+    from curate.embed import _as_embedder
+    from decontam.embedding import embedding_neighbours, stored_vectors, unit_texts, units_to_docs
+
+    if view not in EMBEDDING_VIEWS:
+        raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {view!r}")
     emb = _as_embedder(embedder)
     texts_by_id: dict[str, str] = {}
-    try:
-        stored_X = document_embeddings(input_dir, table.doc_ids, None, emb)
-    except ValueError:
-        for ids, texts in iter_id_text(input_dir):
-            texts_by_id.update(zip(ids, texts, strict=True))
-        stored_X = document_embeddings(input_dir, table.doc_ids, [texts_by_id[i] for i in table.doc_ids], emb)
-    train_X, reused = stored_X
+    for ids, texts in iter_id_text(input_dir):
+        texts_by_id.update(zip(ids, texts, strict=True))
+    persist = persist_dir or Path(tempfile.mkdtemp(prefix="decontam-vectors-"))
+    if view == "document":
+        keys = table.doc_ids
+        train_X, computed = stored_vectors(keys, [texts_by_id[i] for i in keys], emb, persist, [input_dir])
+    else:
+        picked, norm = unit_texts(table, texts_by_id, min_nodes)
+        keys = [_content_key(t) for t in norm]
+        train_X, computed = stored_vectors(keys, norm, emb, persist)
+        unit_doc = np.asarray(table.unit_doc, dtype=np.int64)[picked]
     for bench in scores.values():
-        bench_X = benchmark_embeddings(bench.items, emb)
-        res = embedding_neighbours(train_X, bench_X, k=k)
+        bench_X = benchmark_embeddings(bench.items, emb, normalised=view != "document")
+        if view == "document":
+            res = embedding_neighbours(train_X, bench_X, k=k)
+        else:
+            res = units_to_docs(embedding_neighbours(train_X, bench_X, k=k), unit_doc, len(table.doc_ids), k)
         bench.emb_doc_dist, bench.emb_doc_item = res.doc_dist, res.doc_item
         bench.emb_item_dist, bench.emb_item_doc = res.item_dist, res.item_doc
-    return {"model_id": emb.model_id, "reused": reused, "computed": len(table.doc_ids) - reused}
+    return {
+        "model_id": emb.model_id,
+        "view": view,
+        "vectors": len(keys),
+        "computed": computed,
+        "reused": len(keys) - computed,
+    }
 
 
-def benchmark_embeddings(items: list[BenchmarkItem], emb) -> np.ndarray:
+def _content_key(text: str) -> str:
+    import hashlib
+
+    return "norm:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def benchmark_embeddings(items: list[BenchmarkItem], emb, normalised: bool = False) -> np.ndarray:
     """Embeddings of the items' solutions, cached on disk by (model id, content hash) under
     ``$TEXTBOOKS_CACHE`` (default ``~/.cache/textbooks``): benchmarks never change, so repeated audits
     do not pay for them again."""
     import hashlib
 
-    texts = [item.solution for item in items]
+    texts = [_normal_form(item.solution) if normalised else item.solution for item in items]
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:24]
     cache = Path(os.environ.get("TEXTBOOKS_CACHE", Path.home() / ".cache" / "textbooks")) / "decontam"
     path = cache / f"{emb.model_id.replace('/', '_')}-{digest}.npy"
@@ -295,6 +330,15 @@ def benchmark_embeddings(items: list[BenchmarkItem], emb) -> np.ndarray:
     except OSError:
         pass  # a read-only home only costs recomputation
     return X
+
+
+def _normal_form(solution: str) -> str:
+    from decontam.normalise import normalise_code
+
+    try:
+        return normalise_code(solution)
+    except (SyntaxError, ValueError, RecursionError):
+        return solution
 
 
 def load_benchmarks(
@@ -325,6 +369,8 @@ def compute_scores(
     embed_k: int = 5,
     max_bytes: int = 2_000_000,
     min_nodes: int = 10,
+    embedding_view: str = "document",
+    persist_dir: str | os.PathLike | None = None,
 ) -> tuple[UnitTable, dict[str, BenchmarkScores], dict[str, Any]]:
     """The one scoring pass: parse, AST-compare and (optionally) embed. Returns the table, per-benchmark
     scores and timings."""
@@ -340,7 +386,9 @@ def compute_scores(
     timings["ast_compare_s"] = round(time.perf_counter() - t0, 3)
     if embeddings and table.doc_ids:
         t0 = time.perf_counter()
-        timings["embeddings"] = score_embeddings(scores, input_dir, table, embedder, embed_k)
+        timings["embeddings"] = score_embeddings(
+            scores, input_dir, table, embedder, embed_k, embedding_view, persist_dir, min_nodes
+        )
         timings["embed_s"] = round(time.perf_counter() - t0, 3)
     return table, scores, timings
 
@@ -630,6 +678,7 @@ def prune_shards(
     min_nodes: int = 10,
     llm: Any = None,
     llm_k: int = 3,
+    embedding_view: str = "document",
 ) -> dict[str, Any]:
     """Score ``input_dir`` once and write score tables, pruned shard sets, ``split.json`` and ``decontam.json``.
 
@@ -653,6 +702,9 @@ def prune_shards(
         llm: the :class:`curate.llm.LLMConfig` (or its keys) of the LLM judge, for rules using ``llm``;
             verdicts go to ``llm_verdicts.jsonl`` (answers cached by the client).
         llm_k: AST and embedding candidates judged per benchmark item.
+        embedding_view: ``document`` (raw text of each document) or ``normalised_units`` (the normal
+            form of each function unit; rephrase-robust). Vectors are kept under ``output_dir/vectors``
+            and reused by the next audit.
 
     Returns the summary also written to ``decontam.json``.
     """
@@ -668,7 +720,17 @@ def prune_shards(
     started = time.perf_counter()
     bench_items = load_benchmarks(benchmarks, mbpp_path, mbpp_split)
     table, scores, timings = compute_scores(
-        input_dir, bench_items, floor, workers, embeddings, embedder, embed_k, max_bytes, min_nodes
+        input_dir,
+        bench_items,
+        floor,
+        workers,
+        embeddings,
+        embedder,
+        embed_k,
+        max_bytes,
+        min_nodes,
+        embedding_view,
+        out / VECTORS_DIR,
     )
     verdicts = None
     if "llm" in used:

@@ -96,6 +96,7 @@ def decontam_audit(
     min_nodes: int = 10,
     llm: Any = None,
     llm_k: int = 3,
+    embedding_view: str = "document",
 ) -> dict[str, Any]:
     """JOB ``decontam_audit``: score, prune and 13-gram scan ``input_dir``, then write the audit report.
 
@@ -130,6 +131,7 @@ def decontam_audit(
         min_nodes=min_nodes,
         llm=llm,
         llm_k=llm_k,
+        embedding_view=embedding_view,
     )
     if ngram:
         summary["ngram"] = scan_ngrams(input_dir, output_dir, benchmarks, mbpp_path, mbpp_split)

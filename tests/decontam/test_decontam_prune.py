@@ -173,3 +173,37 @@ def test_embedding_measure_reuses_stored_embeddings(tmp_path, write_shards):
     assert split["benchmarks"]["mini"]["taus"]["0.95"]["similar"] == ["mini/1"]
     scores = pq.read_table(tmp_path / "out" / "scores.parquet").to_pandas().set_index("id")
     assert scores.loc["copy", "emb_min_mini"] < 0.05 and scores.loc["other3", "emb_min_mini"] > 0.3
+
+
+def test_normalised_unit_vectors_are_computed_once(tmp_path, write_shards):
+    """The rephrase-robust view: a renamed copy is at distance ~0; the second audit computes nothing."""
+    from curate.embed import SentenceEmbedder
+
+    bench = tmp_path / "mini.jsonl"
+    sol = "def total(xs):\n    s = 0\n    for x in xs:\n        if x > 0:\n            s += x * 2\n    return s\n"
+    bench.write_text(json.dumps({"id": "mini/0", "prompt": "p", "solution": sol}))
+    renamed = (
+        'def acc(values):\n    """Sum."""\n    r = 0\n    for v in values:\n'
+        "        if v > 0:\n            r = r + v * 2\n    return r\n"
+    )
+    other = (
+        "def parse(line):\n    key, _, value = line.partition('=')\n    return key.strip(), value.strip()\n"
+    )
+    write_shards(
+        tmp_path / "in", [("renamed", "import os\n\n" + renamed), ("other", other), ("bad", "def (")]
+    )
+    kwargs = dict(
+        benchmarks={"mini": {"name": "custom", "path": str(bench)}},
+        taus=[0.95],
+        rule="embedding",
+        embedder=SentenceEmbedder(),
+        embedding_view="normalised_units",
+        min_nodes=5,
+    )
+    first = prune_shards(tmp_path / "in", tmp_path / "out", **kwargs)
+    assert first["timings"]["embeddings"]["computed"] == 2
+    second = prune_shards(tmp_path / "in", tmp_path / "out", **kwargs)
+    assert second["timings"]["embeddings"] == {**first["timings"]["embeddings"], "computed": 0, "reused": 2}
+    scores = pq.read_table(tmp_path / "out" / "scores.parquet").to_pandas().set_index("id")
+    assert scores.loc["renamed", "emb_min_mini"] < 0.01 < 0.2 < scores.loc["other", "emb_min_mini"]
+    assert scores.loc["bad", "emb_min_mini"] == float("inf") and second["taus"]["0.95"]["removed_docs"] == 1
