@@ -338,6 +338,35 @@ def _pairs(items, removed, summary) -> list[dict[str, Any]]:
     )
 
 
+def _attach_verdicts(pairs, verdicts) -> None:
+    """Each pair carries the LLM judge's verdict on it (None when it was not judged); a pair judged the
+    same problem that no other measure listed is added."""
+    by_pair = {(v["item_id"], v["doc_id"]): v for v in verdicts}
+    for p in pairs:
+        p["llm"] = by_pair.pop((p["item_id"], p["doc_id"]), None)
+    for v in by_pair.values():
+        if v["same"]:
+            pairs.append(
+                dict(
+                    benchmark=v["benchmark"],
+                    item_id=v["item_id"],
+                    doc_id=v["doc_id"],
+                    unit=v["unit"],
+                    measure="llm",
+                    score=1.0,
+                    passes=True,
+                    llm=v,
+                )
+            )
+
+
+def _verdict_text(v) -> str:
+    if v is None:
+        return ""
+    word = {True: "same problem", False: "different", None: "unclear"}[v["same"]]
+    return word + (" (cached)" if v.get("cached") else "")
+
+
 def _attach_sources(pairs, hits, docs, units, bench_items) -> None:
     """Fill each pair with the benchmark solution and the training snippet (repo, path, lines)."""
     spans = {}
@@ -412,6 +441,7 @@ def write_decontam_report(
     items, units, scores, hits, bench_items, verdicts = _load_inputs(root, summary)
     removed = _removed_rows(scores, summary)
     pairs = _pairs(items, removed, summary)
+    _attach_verdicts(pairs, verdicts)
     hits = hits[:max_hits]
     docs = _read_docs(
         summary.get("input_dir", ""), {p["doc_id"] for p in pairs} | {h["doc_id"] for h in hits}
@@ -578,16 +608,23 @@ def _html_pairs(report) -> list[str]:
             _td(p["measure"], True),
             _td(p["score"]),
             "<td>ok</td>" if p["passes"] else "<td class='fail'>below threshold</td>",
+            _td(_verdict_text(p.get("llm")), True),
         ]
         for p in report["pairs"]
     ]
     parts = [
         "<h2>Similar items and their training matches</h2>",
-        _table(["item", "doc id", "repo", "path", "lines", "measure", "score", "flag"], rows, "pairs"),
+        _table(
+            ["item", "doc id", "repo", "path", "lines", "measure", "score", "flag", "LLM judge"],
+            rows,
+            "pairs",
+        ),
         "<h2>Pairs side by side</h2>",
     ]
     for p in report["pairs"]:
         flag = "" if p["passes"] else " <span class='fail'>below threshold</span>"
+        if p.get("llm"):
+            flag += f" LLM: {e(_verdict_text(p['llm']))}"
         where = " ".join(x for x in (p.get("repo"), p.get("path")) if x)
         parts.append(
             f"<details><summary>{e(p['item_id'])} &harr; <code>{e(p['doc_id'])}</code> {e(where)} "

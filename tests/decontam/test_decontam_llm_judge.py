@@ -76,6 +76,9 @@ def test_llm_rule_catches_edited_copies_and_caches_answers(corpus, tmp_path, ope
     assert "LLM judge verdicts" in html and "same problem" in html
     for doc_id in missed:
         assert f">{doc_id}<" in html
+    report = json.loads((tmp_path / "b" / "report" / "report.json").read_text())
+    judged = {p["doc_id"]: p["llm"] for p in report["pairs"] if p.get("llm")}
+    assert all(judged[d]["same"] for d in missed)  # each pair carries its verdict
 
     sent = srv.request_count
     decontam_audit(str(shards), str(tmp_path / "c"), rule="ast|llm", llm=llm, **common)
