@@ -1,7 +1,8 @@
 """Embedding distance between training documents and benchmark solutions (phi-1, Section 5.2).
 
-Vectors come from :mod:`curate.embed` (rows L2-normalised). Stored embeddings of a shard directory
-(``SHARD_DIR/embeddings/<model_id>/``) are reused; documents without one are embedded on the fly.
+Vectors come from :mod:`curate.embed` (rows L2-normalised) through :func:`stored_vectors`: the
+:class:`curate.embed.EmbeddingStore` of the input shard directory and of the audit's own ``vectors/``
+folder are reused, and what is computed is kept there for the next audit.
 The distance is the L2 distance of normalised vectors, ``sqrt(2 - 2 cos)`` in [0, 2]; it is computed
 in chunks of training rows (one matrix product per chunk), keeping per training document its nearest
 benchmark item and per benchmark item its ``k`` nearest training documents.
@@ -69,47 +70,6 @@ def embedding_neighbours(
 
 def _dist(sims: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None)).astype(np.float32)
-
-
-def document_embeddings(
-    shard_dir: str | os.PathLike | None,
-    ids: Sequence[str],
-    texts: Sequence[str] | None,
-    embedder=None,
-) -> tuple[np.ndarray, int]:
-    """Embeddings of the documents ``ids`` (rows in that order) and how many were reused from storage.
-
-    Stored vectors under ``shard_dir`` for the embedder's ``model_id`` are reused; the rest are computed
-    from ``texts`` (which may then not be None).
-    """
-    from curate.embed import _as_embedder, load_embeddings
-
-    emb = _as_embedder(embedder)
-    stored: dict[str, int] = {}
-    X_stored = None
-    if shard_dir is not None:
-        try:
-            stored_ids, X_stored = load_embeddings(shard_dir, emb.model_id)
-            stored = {i: r for r, i in enumerate(stored_ids)}
-        except FileNotFoundError:
-            pass
-    missing = [r for r, i in enumerate(ids) if i not in stored]
-    computed = None
-    if missing:
-        if texts is None:
-            raise ValueError(f"{len(missing)} documents have no stored embedding and no text was given")
-        computed = emb.transform([texts[r] for r in missing])
-    dim = (X_stored.shape[1] if X_stored is not None and X_stored.size else None) or (
-        computed.shape[1] if computed is not None else 0
-    )
-    out = np.zeros((len(ids), dim), dtype=np.float32)
-    if computed is not None:
-        out[missing] = computed
-    reused = [(r, stored[i]) for r, i in enumerate(ids) if i in stored]
-    if reused:
-        rows, src = zip(*reused, strict=True)
-        out[list(rows)] = X_stored[list(src)]
-    return out, len(reused)
 
 
 # ---------------------------------------------------------------------------------------------------

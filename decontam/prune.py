@@ -709,6 +709,8 @@ def prune_shards(
     Returns the summary also written to ``decontam.json``.
     """
     used = rule_measures(rule)  # raises on an unknown rule, before any work
+    if embedding_view not in EMBEDDING_VIEWS:
+        raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
     if not embeddings and "embedding" in used:
         raise ValueError(f"rule={rule!r} needs embeddings=True")
     taus = sorted({float(t) for t in taus}, reverse=True)

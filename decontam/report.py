@@ -286,53 +286,55 @@ def _removed_rows(scores, summary) -> list[dict[str, Any]]:
     return rows
 
 
-def _pairs(items, removed, summary) -> list[dict[str, Any]]:
-    """One pair per similar item (best AST unit and nearest embedding document) and per removed
-    document, each flagged when its score does not pass the loosest threshold."""
+def _pair(benchmark, item_id, doc_id, unit, measure, score, passes, llm=None) -> dict[str, Any]:
+    return dict(
+        benchmark=benchmark, item_id=item_id, doc_id=doc_id, unit=unit, measure=measure,
+        score=float(score), passes=bool(passes), llm=llm,
+    )  # fmt: skip
+
+
+def _pairs(items, removed, summary, nearest: int = 20) -> list[dict[str, Any]]:
+    """One pair per similar item (best AST unit and nearest embedding document), per removed document,
+    and the ``nearest`` embedding pairs of each benchmark even when none passes; each pair is flagged
+    when its score does not pass the loosest threshold."""
     loosest = min(float(t) for t in summary["taus"]) if summary["taus"] else 1.0
     threshold = summary.get("embedding_threshold", 0)
     pairs: dict[tuple, dict[str, Any]] = {}
+    near = set()
+    if items["emb_min"].notna().any():
+        for _, group in items[items["emb_min"].notna()].groupby("benchmark"):
+            near |= set(group.nsmallest(nearest, "emb_min")["item_id"])
     for row in items.itertuples():
         if row.ast_doc is not None and row.ast_max > 0:
-            pairs.setdefault(
-                (row.item_id, row.ast_doc),
-                dict(
-                    benchmark=row.benchmark,
-                    item_id=row.item_id,
-                    doc_id=row.ast_doc,
-                    unit=row.ast_unit,
-                    measure="ast",
-                    score=float(row.ast_max),
-                    passes=bool(row.ast_max >= loosest),
-                ),
+            pair = _pair(
+                row.benchmark,
+                row.item_id,
+                row.ast_doc,
+                row.ast_unit,
+                "ast",
+                row.ast_max,
+                row.ast_max >= loosest,
             )
-        if row.emb_doc is not None and row.emb_min == row.emb_min and row.emb_min <= threshold:
-            pairs.setdefault(
-                (row.item_id, row.emb_doc),
-                dict(
-                    benchmark=row.benchmark,
-                    item_id=row.item_id,
-                    doc_id=row.emb_doc,
-                    unit=None,
-                    measure="embedding",
-                    score=float(row.emb_min),
-                    passes=True,
-                ),
+            pairs.setdefault((row.item_id, row.ast_doc), pair)
+        if (
+            row.emb_doc is not None
+            and row.emb_min == row.emb_min
+            and (row.emb_min <= threshold or row.item_id in near)
+        ):
+            pair = _pair(
+                row.benchmark,
+                row.item_id,
+                row.emb_doc,
+                None,
+                "embedding",
+                row.emb_min,
+                row.emb_min <= threshold,
             )
+            pairs.setdefault((row.item_id, row.emb_doc), pair)
     for r in removed:
         if r["item_id"]:
-            pairs.setdefault(
-                (r["item_id"], r["doc_id"]),
-                dict(
-                    benchmark=r["benchmark"],
-                    item_id=r["item_id"],
-                    doc_id=r["doc_id"],
-                    unit=r["unit"],
-                    measure="ast",
-                    score=float(r["ast"] or 0),
-                    passes=True,
-                ),
-            )
+            pair = _pair(r["benchmark"], r["item_id"], r["doc_id"], r["unit"], "ast", r["ast"] or 0, True)
+            pairs.setdefault((r["item_id"], r["doc_id"]), pair)
     return sorted(
         pairs.values(), key=lambda p: (not p["passes"], -p["score"] if p["measure"] == "ast" else p["score"])
     )
@@ -346,18 +348,7 @@ def _attach_verdicts(pairs, verdicts) -> None:
         p["llm"] = by_pair.pop((p["item_id"], p["doc_id"]), None)
     for v in by_pair.values():
         if v["same"]:
-            pairs.append(
-                dict(
-                    benchmark=v["benchmark"],
-                    item_id=v["item_id"],
-                    doc_id=v["doc_id"],
-                    unit=v["unit"],
-                    measure="llm",
-                    score=1.0,
-                    passes=True,
-                    llm=v,
-                )
-            )
+            pairs.append(_pair(v["benchmark"], v["item_id"], v["doc_id"], v["unit"], "llm", 1.0, True, v))
 
 
 def _verdict_text(v) -> str:

@@ -121,10 +121,35 @@ def test_job_is_registered_and_rules_are_validated(tmp_path):
 
     assert decontam.JOBS["decontam_audit"] == "decontam.report:decontam_audit"
     assert decontam.decontam_audit is decontam_audit
-    with pytest.raises(ValueError, match="rule must be one of"):
+    with pytest.raises(ValueError, match="rule must combine"):
         prune_shards(tmp_path, tmp_path / "o", rule="any")
     with pytest.raises(ValueError, match="needs embeddings"):
         prune_shards(tmp_path, tmp_path / "o", rule="both", embeddings=False)
+    with pytest.raises(ValueError, match="embedding_view must be one of"):
+        prune_shards(tmp_path, tmp_path / "o", rule="ast", embedding_view="tokens")
+
+
+def test_empty_shard_dir_and_stale_tau_dirs(tmp_path, write_shards, stdlib_files):
+    """An empty shard directory (only a README) audits as 0 documents; a rerun with other taus removes
+    the tau directories of the first run."""
+    empty = tmp_path / "empty"
+    (empty / "data").mkdir(parents=True)
+    (empty / "README.md").write_text("# a dataset card, not Parquet\n")
+    job = decontam_audit(
+        str(empty), str(tmp_path / "e"), benchmarks=["humaneval"], rule="ast", embeddings=False
+    )
+    assert job["docs"] == 0 and job["removed_docs"] == {t: 0 for t in TAUS}
+    assert "0 documents" in (tmp_path / "e" / "report" / "report.html").read_text()
+
+    shards = write_shards(tmp_path / "in", [("std", stdlib_files[0].read_text()), ("bad", "def (")])
+    prune_shards(
+        shards, tmp_path / "o", benchmarks=["humaneval"], taus=[0.95, 0.8], embeddings=False, rule="ast"
+    )
+    summary = prune_shards(
+        shards, tmp_path / "o", benchmarks=["humaneval"], taus=[0.9], embeddings=False, rule="ast"
+    )
+    assert sorted(p.name for p in (tmp_path / "o").glob("tau_*")) == ["tau_0.9"]
+    assert summary["stale_tau_dirs_removed"] == ["tau_0.8", "tau_0.95"]
 
 
 def test_embedding_measure_reuses_stored_embeddings(tmp_path, write_shards):
