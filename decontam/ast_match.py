@@ -355,7 +355,7 @@ def benchmark_sequences(solution: str, min_nodes: int = 1, helper_min_nodes: int
     Example:
         >>> helper = "def _join(xs):\\n    return ''.join(xs)\\n"
         >>> main = "def solve(s):\\n    out = []\\n    for c in s:\\n        if c.isalpha():\\n            out.append(c.upper())\\n    return _join(out)\\n"
-        >>> len(benchmark_sequences(helper + main, 10)), len(benchmark_sequences(helper + main, 10, 20))
+        >>> len(benchmark_sequences(helper + main, 5)), len(benchmark_sequences(helper + main, 5, 20))
         (3, 2)
     """
     helper_min_nodes = min_nodes if helper_min_nodes is None else helper_min_nodes
@@ -413,7 +413,7 @@ class AstMatchIndex:
         >>> res = index.query([ast_sequence(copy)])
         >>> float(res.query_score[0]), int(res.query_item[0])  # HumanEval/0, renamed
         (1.0, 0)
-        >>> index.query([ast_sequence("def size(text):\\n    return len(text)\\n")]).query_score[0]  # too generic
+        >>> float(index.query([ast_sequence("def size(text):\\n    return len(text)\\n")]).query_score[0])  # too generic
         0.0
     """
 
