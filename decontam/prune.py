@@ -58,6 +58,8 @@ LLM_VERDICTS = "llm_verdicts.jsonl"
 LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
 DEFAULT_EMBEDDING_THRESHOLD = 0.3
 EMBEDDING_VIEWS = ("document", "normalised_units")
+# measured on the planted corpus (RESULTS.md): normalised units at 0.25 flag 1.0% of clean files alone
+VIEW_THRESHOLDS = {"document": DEFAULT_EMBEDDING_THRESHOLD, "normalised_units": 0.25}
 
 
 def tau_key(tau: float) -> str:
@@ -667,7 +669,7 @@ def prune_shards(
     mbpp_split: str = "test",
     taus: Sequence[float] = DEFAULT_TAUS,
     rule: str = "either",
-    embedding_threshold: float = DEFAULT_EMBEDDING_THRESHOLD,
+    embedding_threshold: float | None = None,
     embeddings: bool = True,
     embedder: Any = None,
     embed_k: int = 5,
@@ -691,7 +693,8 @@ def prune_shards(
         rule: which measures remove a document: ``ast``, ``embedding``, ``llm``, ``either``
             (``ast|embedding``), ``both`` (``ast&embedding``) or any ``|``/``&`` combination such as
             ``either|llm`` or ``ast&llm``.
-        embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar.
+        embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar
+            (default per view: :data:`VIEW_THRESHOLDS`, 0.3 for ``document``, 0.25 for ``normalised_units``).
         embeddings: compute the embedding measure (needs the embedder; stored embeddings are reused).
         floor: AST rates below this are not computed exactly (default: ``min(taus) - 0.1``, or
             :data:`LLM_FLOOR` when the rule uses ``llm``, so the judge sees rephrased candidates).
@@ -711,6 +714,8 @@ def prune_shards(
     used = rule_measures(rule)  # raises on an unknown rule, before any work
     if embedding_view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
+    if embedding_threshold is None:
+        embedding_threshold = VIEW_THRESHOLDS[embedding_view]
     if not embeddings and "embedding" in used:
         raise ValueError(f"rule={rule!r} needs embeddings=True")
     taus = sorted({float(t) for t in taus}, reverse=True)

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from decontam.prune import (
-    DEFAULT_EMBEDDING_THRESHOLD,
     DEFAULT_TAUS,
     LLM_VERDICTS,
     load_benchmarks,
@@ -87,7 +86,7 @@ def decontam_audit(
     mbpp_split: str = "test",
     taus: Sequence[float] = DEFAULT_TAUS,
     rule: str = "either",
-    embedding_threshold: float = DEFAULT_EMBEDDING_THRESHOLD,
+    embedding_threshold: float | None = None,
     embeddings: bool = True,
     embedder: Any = None,
     ngram: bool = True,
