@@ -46,6 +46,7 @@ _EXPORTS = {
     "CausalLMEmbedder": "curate.embed",
     "EmbeddingStep": "curate.embed",
     "load_embeddings": "curate.embed",
+    "EmbeddingStore": "curate.embed",
     "DEFAULT_EMBEDDER": "curate.embed",
     "HeuristicLabeler": "curate.labelers",
     "QualityClassifier": "curate.classifier",

@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curate.embed import (
     CausalLMEmbedder,
+    EmbeddingStore,
     SentenceEmbedder,
     _as_embedder,
-    load_embeddings,
     make_embedder,
 )
 
@@ -411,32 +411,6 @@ def _read_labeled(
     return ids, texts, np.asarray(targets, dtype=int), sources, unusable
 
 
-def embed_with_store(
-    embedder, texts: list[str], ids: list[str], store_dir: str | os.PathLike | None
-) -> tuple[np.ndarray, int]:
-    """Embeddings of ``texts``, reusing the vectors stored under ``store_dir`` -> (X, number computed now)."""
-    vectors: dict[str, np.ndarray] = {}
-    if store_dir is not None:
-        try:
-            stored_ids, stored_x = load_embeddings(store_dir, embedder.model_id)
-            wanted = set(ids)
-            vectors = {i: stored_x[k] for k, i in enumerate(stored_ids) if i in wanted}
-        except FileNotFoundError:
-            pass
-    missing = [k for k, i in enumerate(ids) if i not in vectors]
-    computed = embedder.transform([texts[k] for k in missing]) if missing else None
-    if not ids:
-        return np.zeros((0, 0), dtype=np.float32), 0
-    dim = computed.shape[1] if computed is not None else len(next(iter(vectors.values())))
-    X = np.zeros((len(ids), dim), dtype=np.float32)
-    for k, i in enumerate(ids):
-        if i in vectors:
-            X[k] = vectors[i]
-    if computed is not None:
-        X[missing] = computed
-    return X, len(missing)
-
-
 def train_quality_classifier(
     input_dir: str | list[str],
     output_path: str,
@@ -487,7 +461,7 @@ def train_quality_classifier(
         dir_ids, texts, y, dir_sources, dir_unusable = _read_labeled(folder, label_cutoff)
         if not dir_ids:
             continue
-        x, n_new = embed_with_store(emb, texts, dir_ids, folder)
+        x, n_new = EmbeddingStore(folder, emb).embed(dir_ids, texts)
         ids += dir_ids
         parts.append(x)
         targets.append(y)
@@ -582,7 +556,7 @@ class ClassifierFilter(BaseFilter):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_clf", "_emb", "_store"):
+        for key in ("_clf", "_store"):
             state.pop(key, None)
         return state
 
@@ -593,28 +567,16 @@ class ClassifierFilter(BaseFilter):
         return self._clf
 
     @property
-    def active_embedder(self):
-        if getattr(self, "_emb", None) is None:
-            if self.embedder is not None:
-                self._emb = _as_embedder(self.embedder)
-            else:
+    def store(self) -> EmbeddingStore:
+        """Vectors of ``embeddings_dir`` for the classifier's embedder (stored ones read once per process)."""
+        if getattr(self, "_store", None) is None:
+            embedder = self.embedder
+            if embedder is None:  # the embedder the classifier was trained on
                 spec = self.classifier.metadata_.get("embedder") or {}
-                self._emb = make_embedder(
+                embedder = make_embedder(
                     spec.get("model"), kind=spec.get("kind", "sentence"), **spec.get("options", {})
                 )
-        return self._emb
-
-    @property
-    def store(self) -> dict[str, np.ndarray]:
-        """Stored vectors of ``embeddings_dir`` for the embedder's model (loaded once per process)."""
-        if getattr(self, "_store", None) is None:
-            self._store = {}
-            if self.embeddings_dir:
-                try:
-                    ids, X = load_embeddings(self.embeddings_dir, self.active_embedder.model_id)
-                    self._store = dict(zip(ids, X, strict=True))
-                except FileNotFoundError:
-                    pass
+            self._store = EmbeddingStore(self.embeddings_dir, embedder)
         return self._store
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
@@ -623,16 +585,10 @@ class ClassifierFilter(BaseFilter):
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         clf = self.classifier
         threshold = clf.threshold if self.threshold is None else self.threshold
-        store = self.store
-        missing = [k for k, d in enumerate(batch) if str(d.id) not in store]
-        computed = self.active_embedder.transform([batch[k].text for k in missing]) if missing else None
-        rows = [store.get(str(d.id)) for d in batch]
-        if computed is not None:
-            for j, k in enumerate(missing):
-                rows[k] = computed[j]
-        self.stat_update("embeddings_reused", value=len(batch) - len(missing))
-        self.stat_update("embeddings_computed", value=len(missing))
-        scores = clf.score(np.stack(rows)) if rows else np.zeros(0)
+        X, computed = self.store.embed([str(d.id) for d in batch], [d.text for d in batch])
+        self.stat_update("embeddings_reused", value=len(batch) - computed)
+        self.stat_update("embeddings_computed", value=computed)
+        scores = clf.score(X) if len(batch) else np.zeros(0)
         results: list[bool | tuple[bool, str]] = []
         for d, s in zip(batch, scores, strict=True):
             d.metadata["quality_score"] = float(s)

