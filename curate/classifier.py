@@ -360,7 +360,7 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
             raise RuntimeError("fit the classifier before saving it")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        params = self.get_params()
+        params = self.get_params(deep=False)
         if not isinstance(params["featurizer"], (str, type(None))):  # an object: it lives in the joblib file
             params["featurizer"] = type(params["featurizer"]).__name__
         meta = {

@@ -46,7 +46,7 @@ def document_texts(X) -> list[str]:
     return [x if isinstance(x, str) else str(getattr(x, "text", x) or "") for x in X]
 
 
-def structure_features(text: str, max_chars: int = 60_000) -> np.ndarray:
+def structure_features(text: str, max_chars: int = 20_000) -> np.ndarray:
     """The :class:`CodeStructureFeaturizer` vector of one text (float64, fixed length).
 
     Shares (docstring, comment, data, string-literal, node-kind shares...) enter as they are, counts
@@ -75,7 +75,7 @@ class CodeStructureFeaturizer(TransformerMixin, BaseEstimator):
         2
     """
 
-    def __init__(self, max_chars: int = 60_000):
+    def __init__(self, max_chars: int = 20_000):
         self.max_chars = max_chars
 
     def fit(self, X, y=None):

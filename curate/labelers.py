@@ -58,23 +58,27 @@ _INLINE_COMMENT = re.compile(r"\S[ \t]+#[ \t]", re.M)
 _DATA_VALUES = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.Call)
 
 
-def parse_prefix(text: str, max_chars: int = 60_000) -> ast.Module | None:
-    """The AST of ``text``, or of its beginning up to a top-level statement when it is longer than ``max_chars``.
+def statement_prefix(text: str, max_chars: int = 20_000) -> str:
+    """``text``, or its beginning up to a top-level statement when it is longer than ``max_chars``.
 
     Cutting where a line starts at column 0 keeps the prefix parseable, so a huge file costs what its
-    first ``max_chars`` characters cost. None when the text does not parse.
+    first ``max_chars`` characters cost.
 
     Example:
-        >>> parse_prefix("x = 1\\n" * 10, max_chars=14).body.__len__()
-        2
+        >>> statement_prefix("x = 1\\n" * 10, max_chars=14)
+        'x = 1\\nx = 1\\n'
     """
-    if len(text) > max_chars:
-        cut = max_chars
-        while cut > 0:
-            cut = text.rfind("\n", 0, cut)
-            if cut < 0 or (cut + 1 < len(text) and text[cut + 1] not in " \t\n#)]}"):
-                break
-        text = text[: max(cut, 0) + 1] if cut > 0 else text[:max_chars]
+    if len(text) <= max_chars:
+        return text
+    cut = max_chars
+    while cut > 0:
+        cut = text.rfind("\n", 0, cut)
+        if cut < 0 or (cut + 1 < len(text) and text[cut + 1] not in " \t\n#)]}"):
+            break
+    return text[: cut + 1] if cut > 0 else text[:max_chars]
+
+
+def _parse(text: str) -> ast.Module | None:
     try:
         return ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -132,22 +136,22 @@ def _walk_features(tree: ast.Module, feats: dict[str, float], n: int) -> None:
     feats.update({f"node_{k}": v / max(1, total) for k, v in kinds.items()})
 
 
-def code_features(text: str, max_chars: int = 60_000) -> dict[str, float]:
+def code_features(text: str, max_chars: int = 20_000) -> dict[str, float]:
     """Educational-value signals of a Python source text (all plain floats; one parse, one walk).
 
-    Files longer than ``max_chars`` are judged by their beginning (see :func:`parse_prefix`).
+    Files longer than ``max_chars`` are judged by their beginning (see :func:`statement_prefix`).
 
     Example:
         >>> f = code_features('def add(a, b):\\n    \\"\\"\\"Add two numbers.\\"\\"\\"\\n    return a + b\\n')
         >>> f["parses"], f["docstring_share"]
         (1.0, 1.0)
     """
-    text = text[: max_chars * 2]
+    text = statement_prefix(text, max_chars)
     lines = text.splitlines()
     nonblank = [ln.strip() for ln in lines if ln.strip()]
     n = max(1, len(nonblank))
     feats: dict[str, float] = {"lines": float(len(nonblank))}
-    tree = parse_prefix(text, max_chars)
+    tree = _parse(text)
     feats["parses"] = float(tree is not None)
     if tree is None:
         return feats
@@ -190,15 +194,15 @@ def heuristic_score(text: str) -> float:
     f = code_features(text)
     if not f["parses"] or f["lines"] < 3:
         return 0.0
-    score = 0.20 * f["docstring_share"]
+    score = 0.23 * f["docstring_share"]
     score += 0.08 * _clamp(f["docstring_words"] / 12)
-    score += 0.07 * f["module_docstring"]
-    score += 0.15 * _clamp(f["comment_share"] / 0.15)
-    score += 0.20 * f["def_line_share"]
+    score += 0.03 * f["module_docstring"]  # textbook code often starts straight with code
+    score += 0.12 * _clamp(f["comment_share"] / 0.15)
+    score += 0.24 * f["def_line_share"]
     score += 0.10 * (1.0 if 3 <= f["mean_function_lines"] <= 40 else 0.4 if f["mean_function_lines"] else 0.0)
     score += 0.05 * _clamp((f["mean_name_length"] - 2) / 4) * (1 - f["short_name_share"])
     score += 0.05 * _clamp(10 * f["doctest_share"] + 20 * f["assert_share"] + 0.5 * f["main_demo"])
-    score += 0.10 * _clamp(1.0 - f["import_line_share"] / 0.25)
+    score += 0.10 * _clamp(1.0 - f["import_line_share"] / 0.5)
     # penalties: boilerplate, data, generated code, package-internal plumbing
     score -= 0.35 * f["data_line_share"]
     score -= 0.30 * _clamp(f["duplicate_line_share"] / 0.5)
