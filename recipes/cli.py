@@ -355,6 +355,9 @@ def train_classifier_(
         ..., "--output", "-o", help="Where the classifier goes (model.joblib + .json)."
     ),
     kind: str = typer.Option("random_forest", help="random_forest | lightgbm | logistic"),
+    featurizer: str = typer.Option(
+        "embedding", help="embedding | structure | code_tokens | several joined by '+'"
+    ),
     target_precision: float | None = typer.Option(
         None, help="Threshold: lowest score with this CV precision."
     ),
@@ -378,6 +381,7 @@ def train_classifier_(
             **({"max_chunks": embed_max_chunks} if embed_max_chunks else {}),
         },
         kind=kind,
+        featurizer=featurizer,
         target_precision=target_precision,
         keep_rate=keep_rate,
         folds=folds,
