@@ -662,6 +662,7 @@ class TrainQualityClassifierConfig(BaseModel):
     label_cutoff: float = 3.0
     random_state: int = 0
     update_manifest: bool = True
+    featurizer: str = "embedding"
     # QualityClassifier parameters
     threshold: float = 0.5
     n_estimators: int = Field(200, ge=1)
