@@ -51,6 +51,8 @@ _EXPORTS = {
     "HeuristicLabeler": "curate.labelers",
     "QualityClassifier": "curate.classifier",
     "ClassifierFilter": "curate.classifier",
+    "evaluate_filter": "curate.filter_eval",
+    "make_featurizer": "curate.featurizers",
     "train_quality_classifier": "curate.classifier",
     "NearDedupFilter": "curate.near_dedup",
     "minhash_clusters": "curate.near_dedup",
@@ -83,6 +85,7 @@ STEPS = {
 JOBS: dict[str, str] = {
     "train_quality_classifier": "curate.classifier:train_quality_classifier",
     "near_dedup_datatrove": "curate.near_dedup:near_dedup_datatrove",
+    "eval_filter": "curate.filter_eval:evaluate_filter",
 }
 
 # a job whose function takes **kwargs -> the pydantic model its recipe `with:` is validated against

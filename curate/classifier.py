@@ -26,6 +26,7 @@ import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import BaseModel, ConfigDict, Field
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from curate.embed import (
     CausalLMEmbedder,
@@ -158,11 +159,18 @@ def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[
     }
 
 
-class QualityClassifier:
-    """Binary educational-value classifier on embeddings (scikit-learn conventions).
+class QualityClassifier(ClassifierMixin, BaseEstimator):
+    """Binary educational-value classifier: a scikit-learn estimator (clone, ``Pipeline``, ``cross_val_score``).
+
+    With ``featurizer=None`` ``X`` is a feature matrix (e.g. stored embeddings); with a featurizer
+    (a name for :func:`curate.featurizers.make_featurizer` or a transformer) ``X`` is a list of texts
+    or datatrove documents, featurized inside ``fit``/``predict_proba``. :meth:`quality_score` is the
+    probability of class 1; ``score(X, y)`` is scikit-learn's accuracy, as for every classifier.
 
     Args:
-        kind: ``"random_forest"`` (the paper), ``"lightgbm"`` or ``"logistic"``.
+        kind: ``"random_forest"`` (the paper), ``"lightgbm"`` or ``"logistic"`` (features max-abs scaled).
+        featurizer: None, ``"structure"``, ``"code_tokens"``, ``"embedding"``, ``"structure+code_tokens"``,
+            or a transformer object.
         threshold: score at or above which :meth:`predict` says 1 (set by :meth:`cross_validate` /
             :func:`train_quality_classifier` when a target is given).
         n_estimators: trees (random forest, LightGBM).
@@ -174,15 +182,19 @@ class QualityClassifier:
 
     Example:
         >>> import numpy as np
+        >>> from sklearn.model_selection import cross_val_score
         >>> X = np.random.default_rng(0).normal(size=(40, 8)); y = (X[:, 0] > 0).astype(int)
         >>> clf = QualityClassifier(kind="logistic").fit(X, y)
-        >>> clf.predict_proba(X).shape
-        (40, 2)
+        >>> clf.predict_proba(X).shape, clf.quality_score(X[:2]).shape
+        ((40, 2), (2,))
+        >>> bool(cross_val_score(QualityClassifier(kind="logistic"), X, y, cv=3).mean() > 0.8)
+        True
     """
 
     def __init__(
         self,
         kind: str = "random_forest",
+        featurizer: Any = None,
         threshold: float = 0.5,
         n_estimators: int = 200,
         max_depth: int | None = None,
@@ -192,6 +204,7 @@ class QualityClassifier:
         n_jobs: int | None = None,
     ):
         self.kind = kind
+        self.featurizer = featurizer
         self.threshold = threshold
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -199,27 +212,6 @@ class QualityClassifier:
         self.class_weight = class_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    _PARAMS = (
-        "kind",
-        "threshold",
-        "n_estimators",
-        "max_depth",
-        "C",
-        "class_weight",
-        "random_state",
-        "n_jobs",
-    )
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._PARAMS}
-
-    def set_params(self, **params) -> QualityClassifier:
-        for name, value in params.items():
-            if name not in self._PARAMS:
-                raise ValueError(f"unknown parameter {name!r} for QualityClassifier")
-            setattr(self, name, value)
-        return self
 
     def _make_estimator(self):
         if self.kind == "random_forest":
@@ -246,52 +238,77 @@ class QualityClassifier:
             )
         if self.kind == "logistic":
             from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import MaxAbsScaler
 
-            return LogisticRegression(
-                C=self.C, class_weight=self.class_weight, max_iter=2000, random_state=self.random_state
+            # max-abs scaling keeps sparse hashed features sparse and puts dense shares on one scale
+            return make_pipeline(
+                MaxAbsScaler(),
+                LogisticRegression(
+                    C=self.C, class_weight=self.class_weight, max_iter=2000, random_state=self.random_state
+                ),
             )
         raise ValueError(f"unknown classifier kind {self.kind!r}: use one of {', '.join(KINDS)}")
 
+    def _features(self, X):
+        if getattr(self, "featurizer_", None) is not None:
+            X = self.featurizer_.transform(X)
+        return X if hasattr(X, "tocsr") else np.asarray(X, dtype=np.float32)
+
     def fit(self, X, y) -> QualityClassifier:
-        X = np.asarray(X, dtype=np.float32)
+        """Featurize ``X`` (when a featurizer is set) and fit the estimator; returns self."""
+        from sklearn.base import clone
+
+        from curate.featurizers import make_featurizer
+
+        self.featurizer_ = (
+            None if self.featurizer is None else clone(make_featurizer(self.featurizer)).fit(X, y)
+        )
+        return self._fit_features(self._features(X), y)
+
+    def _fit_features(self, F, y) -> QualityClassifier:
         y = np.asarray(y).astype(int)
         if len(set(y.tolist())) < 2:
             raise ValueError(
                 "the labels hold a single class; a quality classifier needs both high and low examples"
             )
-        self.estimator_ = self._make_estimator().fit(X, y)
+        self.estimator_ = self._make_estimator().fit(F, y)
         self.classes_ = np.array([0, 1])
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = F.shape[1]
         return self
 
     def predict_proba(self, X) -> np.ndarray:
         """(n, 2) probabilities of classes [0 (low), 1 (high)]."""
         if not hasattr(self, "estimator_"):
             raise RuntimeError("QualityClassifier is not fitted: call fit() or QualityClassifier.load()")
-        X = np.asarray(X, dtype=np.float32)
-        if X.shape[0] == 0:
+        if (X.shape[0] if hasattr(X, "shape") else len(X)) == 0:
             return np.zeros((0, 2))
-        proba = self.estimator_.predict_proba(X)
+        proba = self.estimator_.predict_proba(self._features(X))
         cols = list(self.estimator_.classes_)
         return np.stack([proba[:, cols.index(0)], proba[:, cols.index(1)]], axis=1)
 
-    def score(self, X) -> np.ndarray:
+    def quality_score(self, X) -> np.ndarray:
         """Educational-value score in [0, 1] (the probability of class 1)."""
         return self.predict_proba(X)[:, 1]
 
     def predict(self, X) -> np.ndarray:
-        return (self.score(X) >= self.threshold).astype(int)
+        return (self.quality_score(X) >= self.threshold).astype(int)
 
     def cross_validate(
         self, X, y, folds: int = 5, target_precision: float | None = None, keep_rate: float | None = None
     ) -> dict[str, Any]:
         """Stratified k-fold CV; sets ``self.threshold`` from the out-of-fold scores; returns the metrics.
 
+        ``X`` is featurized once (the featurizers are stateless: they learn nothing from the rows).
         ``folds`` is lowered to the size of the smaller class when there are fewer examples.
         """
+        from sklearn.base import clone
         from sklearn.model_selection import StratifiedKFold
 
-        X = np.asarray(X, dtype=np.float32)
+        from curate.featurizers import make_featurizer
+
+        F = X if self.featurizer is None else clone(make_featurizer(self.featurizer)).fit(X, y).transform(X)
+        F = F if hasattr(F, "tocsr") else np.asarray(F, dtype=np.float32)
         y = np.asarray(y).astype(int)
         minority = int(min(np.bincount(y, minlength=2)))
         if minority < 2:
@@ -302,9 +319,9 @@ class QualityClassifier:
         oof = np.zeros(len(y))
         per_fold = []
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.random_state)
-        for train_idx, test_idx in splitter.split(X, y):
-            model = QualityClassifier(**self.get_params()).fit(X[train_idx], y[train_idx])
-            oof[test_idx] = model.score(X[test_idx])
+        for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
+            model = clone(self).set_params(featurizer=None)._fit_features(F[train_idx], y[train_idx])
+            oof[test_idx] = model.quality_score(F[test_idx])
             per_fold.append(binary_metrics(y[test_idx], oof[test_idx], 0.5))
         choice = choose_threshold(y, oof, target_precision=target_precision, keep_rate=keep_rate)
         self.threshold = choice["threshold"]
@@ -343,9 +360,12 @@ class QualityClassifier:
             raise RuntimeError("fit the classifier before saving it")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        params = self.get_params(deep=False)
+        if not isinstance(params["featurizer"], (str, type(None))):  # an object: it lives in the joblib file
+            params["featurizer"] = type(params["featurizer"]).__name__
         meta = {
-            "format": "textbooks.quality_classifier/1",
-            "params": self.get_params(),
+            "format": "textbooks.quality_classifier/2",
+            "params": params,
             "threshold": float(self.threshold),
             "n_features": int(self.n_features_in_),
             "metrics": getattr(self, "cv_metrics_", None),
@@ -358,7 +378,7 @@ class QualityClassifier:
             meta["lightgbm_version"] = lightgbm.__version__
         meta.update(metadata)
         tmp = path.with_name(path.name + ".tmp")
-        joblib.dump(self.estimator_, tmp)
+        joblib.dump({"estimator": self.estimator_, "featurizer": getattr(self, "featurizer_", None)}, tmp)
         os.replace(tmp, path)
         self.sidecar_path(path).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         self.metadata_ = meta
@@ -370,9 +390,16 @@ class QualityClassifier:
         import joblib
 
         meta = json.loads(cls.sidecar_path(path).read_text())
-        clf = cls(**meta["params"])
+        saved = joblib.load(path)
+        if not isinstance(saved, dict):  # format 1: the bare estimator of an embeddings classifier
+            saved = {"estimator": saved, "featurizer": None}
+        params = dict(meta["params"])
+        if saved["featurizer"] is not None:
+            params["featurizer"] = saved["featurizer"]
+        clf = cls(**params)
         clf.threshold = meta["threshold"]
-        clf.estimator_ = joblib.load(path)
+        clf.estimator_ = saved["estimator"]
+        clf.featurizer_ = saved["featurizer"]
         clf.classes_ = np.array([0, 1])
         clf.n_features_in_ = meta["n_features"]
         clf.cv_metrics_ = meta.get("metrics")
@@ -422,6 +449,7 @@ def train_quality_classifier(
     label_cutoff: float = 3.0,
     random_state: int = 0,
     update_manifest: bool = True,
+    featurizer: str = "embedding",
     **params,
 ) -> dict[str, Any]:
     """JOB: train a quality classifier from the labeled rows of a shard directory and save it.
@@ -436,6 +464,9 @@ def train_quality_classifier(
     Args:
         input_dir: a labeled shard directory, or a list of them (one classifier for several sources).
         embedder: None (offline default), a model name/path, or a dict for :func:`curate.embed.make_embedder`.
+        featurizer: what the classifier sees: ``"embedding"`` (the paper; stored vectors reused, the
+            ``embedder``'s), or a text featurizer of :func:`curate.featurizers.make_featurizer`
+            (``"structure"``, ``"code_tokens"``, ``"structure+code_tokens"``), saved with the model.
         params: more :class:`QualityClassifier` parameters (``n_estimators``, ``C``, ...).
 
     Returns:
@@ -461,7 +492,10 @@ def train_quality_classifier(
         dir_ids, texts, y, dir_sources, dir_unusable = _read_labeled(folder, label_cutoff)
         if not dir_ids:
             continue
-        x, n_new = EmbeddingStore(folder, emb).embed(dir_ids, texts)
+        if featurizer == "embedding":
+            x, n_new = EmbeddingStore(folder, emb).embed(dir_ids, texts)
+        else:  # texts, featurized by the classifier itself
+            x, n_new = np.asarray(texts, dtype=object), 0
         ids += dir_ids
         parts.append(x)
         targets.append(y)
@@ -471,11 +505,14 @@ def train_quality_classifier(
     if not ids:
         raise ValueError(f"no labeled rows (quality_label) in {input_dirs}: run a labeler step first")
     X, y = np.concatenate(parts), np.concatenate(targets)
-    clf = QualityClassifier(kind=kind, random_state=random_state, **params)
+    if featurizer != "embedding":
+        X = X.tolist()
+    text_featurizer = None if featurizer == "embedding" else featurizer
+    clf = QualityClassifier(kind=kind, featurizer=text_featurizer, random_state=random_state, **params)
     metrics = clf.cross_validate(X, y, folds=folds, target_precision=target_precision, keep_rate=keep_rate)
     clf.fit(X, y)
     label_source = ",".join(sorted(sources)) or None
-    spec = embedder_spec(emb)
+    spec = embedder_spec(emb) if featurizer == "embedding" else None
     clf.save(
         output_path,
         embedder=spec,
@@ -487,6 +524,7 @@ def train_quality_classifier(
     summary = {
         "model_path": str(output_path),
         "kind": kind,
+        "featurizer": featurizer,
         "embedder": spec,
         "label_source": label_source,
         "n_labeled": len(ids),
@@ -521,8 +559,10 @@ class ClassifierFilter(BaseFilter):
     """Score every document with a saved :class:`QualityClassifier`; keep those at/above the threshold.
 
     Writes ``quality_score`` on every document (kept or dropped) and drops the rest with reason
-    ``low_quality`` (the recipe engine supplies the exclusion writer). Embeddings stored under
-    ``embeddings_dir`` are reused; the others are computed in batches with the classifier's embedder.
+    ``low_quality`` (the recipe engine supplies the exclusion writer). A classifier with a text
+    featurizer (``structure``, ``code_tokens``...) scores the texts directly; for an embeddings
+    classifier, vectors stored under ``embeddings_dir`` are reused and the others computed in batches
+    with the classifier's embedder.
 
     Args:
         model_path: a classifier saved by :meth:`QualityClassifier.save` / :func:`train_quality_classifier`.
@@ -585,10 +625,14 @@ class ClassifierFilter(BaseFilter):
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         clf = self.classifier
         threshold = clf.threshold if self.threshold is None else self.threshold
-        X, computed = self.store.embed([str(d.id) for d in batch], [d.text for d in batch])
-        self.stat_update("embeddings_reused", value=len(batch) - computed)
-        self.stat_update("embeddings_computed", value=computed)
-        scores = clf.score(X) if len(batch) else np.zeros(0)
+        if clf.featurizer is not None:  # the classifier featurizes the texts itself
+            with self.track_time("score"):
+                scores = clf.quality_score(batch) if batch else np.zeros(0)
+        else:  # an embeddings classifier: stored vectors reused, the rest computed
+            X, computed = self.store.embed([str(d.id) for d in batch], [d.text for d in batch])
+            self.stat_update("embeddings_reused", value=len(batch) - computed)
+            self.stat_update("embeddings_computed", value=computed)
+            scores = clf.quality_score(X) if len(batch) else np.zeros(0)
         results: list[bool | tuple[bool, str]] = []
         for d, s in zip(batch, scores, strict=True):
             d.metadata["quality_score"] = float(s)
@@ -618,6 +662,7 @@ class TrainQualityClassifierConfig(BaseModel):
     label_cutoff: float = 3.0
     random_state: int = 0
     update_manifest: bool = True
+    featurizer: str = "embedding"
     # QualityClassifier parameters
     threshold: float = 0.5
     n_estimators: int = Field(200, ge=1)

@@ -67,44 +67,77 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def _chunk_spans(tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[tuple[int, int]]]:
-    """Character spans of chunks of at most ``max_tokens`` tokenizer tokens, per text.
+# tokenising a prefix of this many characters per wanted token almost always yields enough tokens
+_CHARS_PER_TOKEN = 8
+# the prefix cut may split its last word into different pieces; tokens this far before the cut are exact
+_CUT_MARGIN_TOKENS = 16
 
-    Chunks are cut at token boundaries (from the fast tokenizer's offsets), so a chunk is a substring
-    of the original text and re-tokenises to about ``max_tokens`` tokens.
+
+def _token_offsets(tokenizer, texts: Sequence[str], need: int | None) -> list[list[tuple[int, int]]]:
+    """Character offsets of the tokens of each text: all of them, or (``need``) at least the first ``need``.
+
+    With ``need`` set only a prefix of each text is tokenised (a 4 MB file costs what its first
+    kilobytes cost); a prefix that turns out too short is retried four times longer.
     """
-    spans: list[list[tuple[int, int]] | None] = [None] * len(texts)
-    long_idx = []
-    for i, text in enumerate(texts):
-        # every token covers at least one character, so a text this short cannot need chunking
-        if len(text) <= max_tokens:
-            spans[i] = [(0, len(text))]
-        else:
-            long_idx.append(i)
-    if long_idx:
+    offsets: list[list[tuple[int, int]]] = [[] for _ in texts]
+    pending = list(range(len(texts)))
+    budget = None if need is None else (need + _CUT_MARGIN_TOKENS) * _CHARS_PER_TOKEN
+    while pending:
         encoded = tokenizer(
-            [texts[i] for i in long_idx],
+            [texts[i] if budget is None else texts[i][:budget] for i in pending],
             add_special_tokens=False,
             return_offsets_mapping=True,
             return_attention_mask=False,
             return_token_type_ids=False,
             truncation=False,
             verbose=False,
-        )
-        for i, offsets in zip(long_idx, encoded["offset_mapping"], strict=True):
-            n_text = len(texts[i])
-            if len(offsets) <= max_tokens:
-                spans[i] = [(0, n_text)]
-                continue
-            chunks = []
-            for start_tok in range(0, len(offsets), max_tokens):
-                start = 0 if start_tok == 0 else offsets[start_tok][0]
-                nxt = start_tok + max_tokens
-                end = n_text if nxt >= len(offsets) else offsets[nxt][0]
-                if end > start:
-                    chunks.append((start, end))
-            spans[i] = chunks or [(0, n_text)]
-    return spans  # type: ignore[return-value]
+        )["offset_mapping"]
+        retry = []
+        for i, offs in zip(pending, encoded, strict=True):
+            whole = budget is None or len(texts[i]) <= budget
+            if whole or len(offs) > need + _CUT_MARGIN_TOKENS:
+                offsets[i] = offs
+            else:
+                retry.append(i)
+        pending, budget = retry, (budget or 0) * 4
+    return offsets
+
+
+def _chunk_spans(
+    tokenizer, texts: Sequence[str], max_tokens: int, max_chunks: int | None = None
+) -> list[list[tuple[int, int]]]:
+    """Character spans of the first ``max_chunks`` (None = all) chunks of at most ``max_tokens`` tokens, per text.
+
+    Chunks are cut at token boundaries (from the fast tokenizer's offsets), so a chunk is a substring
+    of the original text and re-tokenises to about ``max_tokens`` tokens. Only the prefix holding
+    ``max_tokens * max_chunks`` tokens is tokenised.
+
+    Example:
+        >>> from transformers import AutoTokenizer
+        >>> tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+        >>> _chunk_spans(tok, ["a b c d e", "x"], max_tokens=2, max_chunks=2)
+        [[(0, 4), (4, 8)], [(0, 1)]]
+    """
+    spans: list[list[tuple[int, int]]] = [[(0, len(t))] for t in texts]
+    # every token covers at least one character, so a text this short cannot need chunking
+    long_idx = [i for i, t in enumerate(texts) if len(t) > max_tokens]
+    need = None if max_chunks is None else max_tokens * max_chunks
+    all_offsets = _token_offsets(tokenizer, [texts[i] for i in long_idx], need)
+    for i, offsets in zip(long_idx, all_offsets, strict=True):
+        n_text = len(texts[i])
+        if len(offsets) <= max_tokens:
+            continue
+        chunks = []
+        for start_tok in range(0, len(offsets), max_tokens):
+            if max_chunks is not None and len(chunks) >= max_chunks:
+                break
+            start = 0 if start_tok == 0 else offsets[start_tok][0]
+            nxt = start_tok + max_tokens
+            end = n_text if nxt >= len(offsets) else offsets[nxt][0]
+            if end > start:
+                chunks.append((start, end))
+        spans[i] = chunks or [(0, n_text)]
+    return spans
 
 
 class _Embedder:
@@ -204,8 +237,7 @@ class SentenceEmbedder(_Embedder):
 
     @property
     def chunk_tokens(self) -> int:
-        if self.max_tokens:
-            return int(self.max_tokens)
+        """Tokens per chunk: ``max_tokens``, capped at what the model encodes without truncating."""
         st = self.st_model
         max_len = int(st.max_seq_length or 512)
         # room for the [CLS]/[SEP]-style tokens the tokenizer adds around every chunk
@@ -214,7 +246,8 @@ class SentenceEmbedder(_Embedder):
             if hasattr(st.tokenizer, "num_special_tokens_to_add")
             else 2
         )
-        return max(8, max_len - specials)
+        limit = max(8, max_len - specials)
+        return min(int(self.max_tokens), limit) if self.max_tokens else limit
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` -> float32 array (n, d), rows L2-normalised."""
@@ -222,18 +255,17 @@ class SentenceEmbedder(_Embedder):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         st = self.st_model
-        spans = _chunk_spans(st.tokenizer, texts, self.chunk_tokens)
-        if self.max_chunks:
-            spans = [s[: self.max_chunks] for s in spans]
+        spans = _chunk_spans(st.tokenizer, texts, self.chunk_tokens, self.max_chunks)
+        # what is encoded is always the chunks: a text is never passed whole (encode would keep up to
+        # max_seq_length tokens of it, not the max_tokens this embedder's model_id promises)
         chunks = [texts[i][a:b] for i, doc_spans in enumerate(spans) for a, b in doc_spans]
-        if len(chunks) == len(texts):  # nothing was chunked: one encode, no pooling
-            out = st.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
-            return _l2_normalise(np.asarray(out, dtype=np.float32))
         chunk_x = st.encode(
             chunks, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
         )
         chunk_x = np.asarray(chunk_x, dtype=np.float32)
         counts = np.array([len(s) for s in spans])
+        if len(chunks) == len(texts):  # one chunk per text: nothing to pool
+            return _l2_normalise(chunk_x)
         owners = np.repeat(np.arange(len(texts)), counts)
         pooled = np.zeros((len(texts), chunk_x.shape[1]), dtype=np.float64)
         np.add.at(pooled, owners, chunk_x)

@@ -15,10 +15,8 @@ and ``label_score`` (the heuristic score in [0, 1], kept in the ``extra`` column
 from __future__ import annotations
 
 import ast
-import io
 import re
 import sys
-import tokenize
 
 import xxhash
 from datatrove.data import DocumentsPipeline
@@ -48,115 +46,171 @@ def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
-def code_features(text: str) -> dict[str, float]:
-    """Educational-value signals of a Python source text (all plain floats).
+# AST node kinds whose share of all nodes is a feature: what the code is made of
+NODE_KINDS = (
+    "FunctionDef", "ClassDef", "Return", "If", "For", "While", "Try", "With", "Assign", "AugAssign",
+    "Call", "Attribute", "Name", "Constant", "Dict", "List", "Tuple", "BinOp", "Compare", "BoolOp",
+    "Subscript", "Lambda", "ListComp", "Import", "ImportFrom", "Assert", "Raise", "Yield",
+)  # fmt: skip
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_COMMENT_LINE = re.compile(r"^[ \t]*#(?!!)", re.M)
+_INLINE_COMMENT = re.compile(r"\S[ \t]+#[ \t]", re.M)
+_DATA_VALUES = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.Call)
+
+
+def statement_prefix(text: str, max_chars: int = 20_000) -> str:
+    """``text``, or its beginning up to a top-level statement when it is longer than ``max_chars``.
+
+    Cutting where a line starts at column 0 keeps the prefix parseable, so a huge file costs what its
+    first ``max_chars`` characters cost.
 
     Example:
-        >>> f = code_features('def add(a, b):\\n    \"\"\"Add two numbers.\"\"\"\\n    return a + b\\n')
+        >>> statement_prefix("x = 1\\n" * 10, max_chars=14)
+        'x = 1\\nx = 1\\n'
+    """
+    if len(text) <= max_chars:
+        return text
+    cut = max_chars
+    while cut > 0:
+        cut = text.rfind("\n", 0, cut)
+        if cut < 0 or (cut + 1 < len(text) and text[cut + 1] not in " \t\n#)]}"):
+            break
+    return text[: cut + 1] if cut > 0 else text[:max_chars]
+
+
+def _parse(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _span(node: ast.AST) -> int:
+    return (getattr(node, "end_lineno", None) or node.lineno) - node.lineno + 1
+
+
+def _walk_features(tree: ast.Module, feats: dict[str, float], n: int) -> None:
+    """One walk of the tree: definitions, imports, names, literals and the node-kind mix."""
+    kinds = dict.fromkeys(NODE_KINDS, 0)
+    defs, imported, names, doc_words = [], [], [], []
+    relative = total = string_lines = 0
+    for node in ast.walk(tree):
+        total += 1
+        kind = "FunctionDef" if isinstance(node, ast.AsyncFunctionDef) else type(node).__name__
+        if kind in kinds:
+            kinds[kind] += 1
+        if isinstance(node, _DEFS):
+            defs.append(node)
+            names.append(node.name)
+            doc_words.append(len((ast.get_docstring(node) or "").split()))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.append(node.id)
+        elif isinstance(node, ast.arg):
+            names.append(node.arg)
+        elif isinstance(node, ast.Import):
+            imported += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            relative += bool(node.level)
+            imported += [node.module.split(".")[0]] if node.module and not node.level else []
+        elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+            string_lines += _span(node) if _span(node) > 2 else 0  # long literals: text or data blobs
+    funcs = [d for d in defs if not isinstance(d, ast.ClassDef)]
+    sizes = [_span(f) for f in funcs]
+    feats["defs"] = float(len(defs))
+    feats["docstring_share"] = sum(w > 0 for w in doc_words) / len(defs) if defs else 0.0
+    feats["docstring_words"] = sum(doc_words) / len(defs) if defs else 0.0
+    feats["module_docstring"] = float(ast.get_docstring(tree) is not None)
+    feats["mean_function_lines"] = sum(sizes) / len(sizes) if sizes else 0.0
+    feats["long_function_share"] = sum(s > 60 for s in sizes) / len(sizes) if sizes else 0.0
+    in_defs = sum(sizes) + sum(_span(c) for c in tree.body if isinstance(c, ast.ClassDef))
+    feats["def_line_share"] = min(1.0, in_defs / n)
+    feats["imports"] = float(len(imported) + relative)
+    feats["import_line_share"] = (len(imported) + relative) / n
+    feats["relative_imports"] = float(relative)
+    feats["stdlib_only"] = float(relative == 0 and all(m in _STDLIB for m in imported))
+    feats["string_line_share"] = min(1.0, string_lines / n)
+    lengths = [len(x) for x in names]
+    feats["mean_name_length"] = sum(lengths) / len(lengths) if lengths else 0.0
+    feats["short_name_share"] = sum(x <= 1 for x in lengths) / len(lengths) if lengths else 0.0
+    feats["assert_share"] = kinds["Assert"] / n
+    feats.update({f"node_{k}": v / max(1, total) for k, v in kinds.items()})
+
+
+def code_features(text: str, max_chars: int = 20_000) -> dict[str, float]:
+    """Educational-value signals of a Python source text (all plain floats; one parse, one walk).
+
+    Files longer than ``max_chars`` are judged by their beginning (see :func:`statement_prefix`).
+
+    Example:
+        >>> f = code_features('def add(a, b):\\n    \\"\\"\\"Add two numbers.\\"\\"\\"\\n    return a + b\\n')
         >>> f["parses"], f["docstring_share"]
         (1.0, 1.0)
     """
+    text = statement_prefix(text, max_chars)
     lines = text.splitlines()
-    nonblank = [ln for ln in lines if ln.strip()]
+    nonblank = [ln.strip() for ln in lines if ln.strip()]
     n = max(1, len(nonblank))
     feats: dict[str, float] = {"lines": float(len(nonblank))}
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        feats["parses"] = 0.0
+    tree = _parse(text)
+    feats["parses"] = float(tree is not None)
+    if tree is None:
         return feats
-    feats["parses"] = 1.0
-
-    defs = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-    ]
-    funcs = [d for d in defs if not isinstance(d, ast.ClassDef)]
-    feats["defs"] = float(len(defs))
-    feats["docstring_share"] = (
-        (sum(ast.get_docstring(d) is not None for d in defs) / len(defs)) if defs else 0.0
-    )
-    feats["module_docstring"] = float(ast.get_docstring(tree) is not None)
-    sizes = [(getattr(f, "end_lineno", f.lineno) or f.lineno) - f.lineno + 1 for f in funcs]
-    feats["mean_function_lines"] = (sum(sizes) / len(sizes)) if sizes else 0.0
-    feats["long_function_share"] = (sum(s > 60 for s in sizes) / len(sizes)) if sizes else 0.0
-    code_in_defs = sum(sizes) + sum(
-        ((getattr(c, "end_lineno", c.lineno) or c.lineno) - c.lineno + 1)
-        for c in tree.body
-        if isinstance(c, ast.ClassDef)
-    )
-    feats["def_line_share"] = min(1.0, code_in_defs / n)
-
-    imported, relative = [], 0
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported += [a.name.split(".")[0] for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                relative += 1
-            elif node.module:
-                imported.append(node.module.split(".")[0])
-    feats["imports"] = float(len(imported) + relative)
-    feats["import_line_share"] = (len(imported) + relative) / n
-    # self-contained: relies on the standard library only, nothing from its own package
-    feats["self_contained"] = float(relative == 0 and all(m in _STDLIB for m in imported))
-
+    _walk_features(tree, feats, n)
     # top-level statements that are only data: constant assignments, big literals
-    data_lines = 0
-    for node in tree.body:
-        value = getattr(node, "value", None)
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(
-            value, (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.Call)
-        ):
-            data_lines += (getattr(node, "end_lineno", node.lineno) or node.lineno) - node.lineno + 1
+    data_lines = sum(
+        _span(node)
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        and isinstance(getattr(node, "value", None), _DATA_VALUES)
+    )
     feats["data_line_share"] = min(1.0, data_lines / n)
-
-    comments = 0
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-            if tok.type == tokenize.COMMENT and not tok.string.startswith("#!"):
-                comments += 1
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass
+    comments = len(_COMMENT_LINE.findall(text)) + len(_INLINE_COMMENT.findall(text))
     feats["comment_share"] = comments / n
-    stripped = [ln.strip() for ln in nonblank]
-    feats["duplicate_line_share"] = 1.0 - len(set(stripped)) / n
+    feats["duplicate_line_share"] = 1.0 - len(set(nonblank)) / n
     head = "\n".join(lines[:30])
     feats["generated"] = float(bool(_GENERATED.search(head)))
-    license_lines = sum(1 for ln in stripped[:40] if ln.startswith("#") and _LICENSE.search(ln))
-    feats["license_header"] = float(license_lines > 0)
+    feats["license_header"] = float(any(ln.startswith("#") and _LICENSE.search(ln) for ln in nonblank[:40]))
     feats["digit_share"] = sum(ch.isdigit() for ch in text) / max(1, len(text))
     feats["long_line_share"] = sum(len(ln) > 120 for ln in nonblank) / n
+    feats["doctest_share"] = text.count(">>>") / n
+    feats["main_demo"] = float("__main__" in text)
     return feats
 
 
 def heuristic_score(text: str) -> float:
     """Educational-value score in [0, 1] of a Python source text (higher = more textbook-like).
 
+    Rewards what a teacher would: docstrings that explain (several words, not a stub), comments, code
+    organised in small functions, clear names, worked examples (doctests, asserts, a ``__main__``
+    demo). Penalises data blobs, repeated lines, generated files, huge functions, walls of imports
+    and code that only works inside its own package (relative imports). Third-party imports are not
+    penalised: ``import torch`` in a well-explained function is textbook material.
+
     Example:
-        >>> good = 'def mean(xs):\\n    \"\"\"Average of a list.\"\"\"\\n    # sum, then divide\\n    return sum(xs) / len(xs)\\n'
+        >>> good = 'def mean(xs):\\n    \\"\\"\\"Average of a list.\\"\\"\\"\\n    # sum, then divide\\n    return sum(xs) / len(xs)\\n'
         >>> heuristic_score(good) > heuristic_score("X = 1\\nY = 2\\nZ = 3\\n")
         True
     """
     f = code_features(text)
     if not f["parses"] or f["lines"] < 3:
         return 0.0
-    score = 0.0
-    score += 0.28 * f["docstring_share"]
-    score += 0.07 * f["module_docstring"]
-    score += 0.15 * _clamp(f["comment_share"] / 0.15)
-    score += 0.15 * f["self_contained"]
-    score += 0.15 * f["def_line_share"]
+    score = 0.23 * f["docstring_share"]
+    score += 0.08 * _clamp(f["docstring_words"] / 12)
+    score += 0.03 * f["module_docstring"]  # textbook code often starts straight with code
+    score += 0.12 * _clamp(f["comment_share"] / 0.15)
+    score += 0.24 * f["def_line_share"]
     score += 0.10 * (1.0 if 3 <= f["mean_function_lines"] <= 40 else 0.4 if f["mean_function_lines"] else 0.0)
-    score += 0.10 * _clamp(1.0 - f["import_line_share"] / 0.25)
-    # penalties: boilerplate, data, generated code
+    score += 0.05 * _clamp((f["mean_name_length"] - 2) / 4) * (1 - f["short_name_share"])
+    score += 0.05 * _clamp(10 * f["doctest_share"] + 20 * f["assert_share"] + 0.5 * f["main_demo"])
+    score += 0.10 * _clamp(1.0 - f["import_line_share"] / 0.5)
+    # penalties: boilerplate, data, generated code, package-internal plumbing
     score -= 0.35 * f["data_line_share"]
     score -= 0.30 * _clamp(f["duplicate_line_share"] / 0.5)
     score -= 0.40 * f["generated"]
     score -= 0.15 * f["long_function_share"]
     score -= 0.20 * _clamp(f["digit_share"] / 0.3)
     score -= 0.10 * _clamp(f["long_line_share"] / 0.2)
+    score -= 0.10 * _clamp(f["relative_imports"] / 3)
     return round(_clamp(score), 4)
 
 
@@ -180,7 +234,7 @@ class HeuristicLabeler(PipelineStep):
 
     Example (Python):
         >>> from datatrove.data import Document
-        >>> doc = Document(text='def f(x):\\n    \"\"\"Square x.\"\"\"\\n    return x * x\\n', id="a")
+        >>> doc = Document(text='def f(x):\\n    \\"\\"\\"Square x.\\"\\"\\"\\n    return x * x\\n', id="a")
         >>> next(HeuristicLabeler().run(iter([doc]))).metadata["label_source"]
         'heuristic'
     """

@@ -67,12 +67,7 @@ def parse_label(text: str | None, scale: str = "binary") -> str | None:
     return read_label(text, scale)[0]
 
 
-def in_sample(doc_id: str, sample_rate: float) -> bool:
-    """Deterministic sampling by id hash: the same ids are chosen on every run and by every task."""
-    if sample_rate >= 1.0:
-        return True
-    h = int.from_bytes(hashlib.sha256(str(doc_id).encode()).digest()[:8], "big")
-    return h / 2**64 < sample_rate
+from curate.labelers import in_sample  # noqa: E402 - one sampling rule: both labelers label the same ids
 
 
 class LLMQualityLabeler(PipelineStep):

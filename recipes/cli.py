@@ -355,6 +355,9 @@ def train_classifier_(
         ..., "--output", "-o", help="Where the classifier goes (model.joblib + .json)."
     ),
     kind: str = typer.Option("random_forest", help="random_forest | lightgbm | logistic"),
+    featurizer: str = typer.Option(
+        "embedding", help="embedding | structure | code_tokens | several joined by '+'"
+    ),
     target_precision: float | None = typer.Option(
         None, help="Threshold: lowest score with this CV precision."
     ),
@@ -378,11 +381,52 @@ def train_classifier_(
             **({"max_chunks": embed_max_chunks} if embed_max_chunks else {}),
         },
         kind=kind,
+        featurizer=featurizer,
         target_precision=target_precision,
         keep_rate=keep_rate,
         folds=folds,
     )
     console.print_json(json.dumps(summary, default=str))
+
+
+@app.command("eval-filter")
+def eval_filter_(
+    model: str = typer.Argument(..., help="A saved quality classifier (model.joblib)."),
+    positives: str = typer.Option(
+        ..., help="Textbook-like examples: a directory of .py files or a JSONL file."
+    ),
+    negatives: str = typer.Option(
+        ..., help="Boilerplate examples: a directory of .py files or a JSONL file."
+    ),
+    report: str | None = typer.Option(
+        None, help="Write report.html (score histograms) and summary.json here."
+    ),
+    show: int = typer.Option(10, help="How many worst-ranked positives / best-ranked negatives to list."),
+):
+    """Evaluate a quality classifier: ROC-AUC, PR-AUC, keep rates, misranked files, HTML report."""
+    from curate.filter_eval import evaluate_filter
+
+    summary = evaluate_filter(model, positives, negatives, report_dir=report, show=show)
+    table = Table(title=f"eval-filter {model}")
+    for column in ("ROC-AUC", "PR-AUC", "threshold", "positives kept", "negatives kept"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{summary['roc_auc']:.4f}",
+        f"{summary['pr_auc']:.4f}",
+        f"{summary['threshold']:.4f}",
+        f"{summary['positive_keep_rate']:.1%} of {summary['n_pos']}",
+        f"{summary['negative_keep_rate']:.1%} of {summary['n_neg']}",
+    )
+    console.print(table)
+    for key, title in (
+        ("worst_positives", "worst-ranked positives"),
+        ("best_negatives", "best-ranked negatives"),
+    ):
+        console.print(f"[bold]{title}[/bold]")
+        for row in summary[key]:
+            console.print(f"  {row['score']:.4f}  {row['id']}")
+    if summary.get("report"):
+        console.print(f"report -> {summary['report']}")
 
 
 def main() -> None:  # pragma: no cover - console-script shim

