@@ -41,7 +41,7 @@ JOBS: dict[str, str] = {
 }
 
 # a job whose function takes **kwargs -> the pydantic model its recipe `with:` is validated against
-JOB_CONFIGS: dict[str, str] = {"train": "train.config:TrainConfig"}
+JOB_CONFIGS: dict[str, str] = {"train": "train.config:TrainConfig", "ablate": "train.ablate:AblationConfig"}
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS", "JOB_CONFIGS"]
 
