@@ -21,10 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from planted_corpus import clean_pools  # noqa: E402
+
 from decontam.benchmarks import load_benchmark  # noqa: E402
 from decontam.mutate import disguise  # noqa: E402
 from decontam.report import decontam_audit  # noqa: E402
-from planted_corpus import clean_pools  # noqa: E402
 
 
 def write_corpus(folder: Path, n_docs: int) -> None:
