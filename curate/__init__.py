@@ -5,7 +5,7 @@ Public names are imported lazily (``from curate import ShardWriter`` loads only 
 ``import curate`` stays fast and steps pickle for the executors.
 """
 
-from importlib import import_module
+from curate.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -96,8 +96,4 @@ JOB_CONFIGS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS", "JOB_CONFIGS"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'curate' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ audit reports. Imports `curate` only.
 Public names are imported lazily so importing the package stays fast.
 """
 
-from importlib import import_module
+from curate.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -32,8 +32,4 @@ JOBS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'decontam' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

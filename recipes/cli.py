@@ -429,9 +429,5 @@ def eval_filter_(
         console.print(f"report -> {summary['report']}")
 
 
-def main() -> None:  # pragma: no cover - console-script shim
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -4,7 +4,7 @@ validation of generations, diversity metrics. Imports `curate` only.
 Public names are imported lazily so importing the package stays fast.
 """
 
-from importlib import import_module
+from curate.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -41,14 +41,9 @@ STEPS: dict[str, str] = {
 JOBS: dict[str, str] = {
     "synth_textbooks": "synth.generate:generate_textbooks",
     "synth_exercises": "synth.generate:generate_exercises",
-    "synth_dry_run": "synth.generate:dry_run",
     "synth_diversity_report": "synth.diversity:write_diversity_report",
 }
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'synth' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ Imports `curate` and `decontam` only.
 Public names are imported lazily so importing the package stays fast.
 """
 
-from importlib import import_module
+from curate.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -45,8 +45,4 @@ JOB_CONFIGS: dict[str, str] = {"train": "train.config:TrainConfig", "ablate": "t
 
 __all__ = sorted(_EXPORTS) + ["STEPS", "JOBS", "JOB_CONFIGS"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'train' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

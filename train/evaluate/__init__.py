@@ -5,7 +5,7 @@ decontam's ``split.json``, and LLM-graded evaluation. Code runs in :class:`curat
     evaluate("humaneval", model="out/phi-tiny", n_samples=1, k=[1], output_dir="out/eval")
 """
 
-from importlib import import_module
+from curate.lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate": "train.evaluate.evaluation",
@@ -23,8 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'train.evaluate' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
