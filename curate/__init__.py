@@ -18,6 +18,8 @@ _EXPORTS = {
     "SCHEMA_VERSION": "curate.schema",
     "document_to_row": "curate.schema",
     "row_to_metadata": "curate.schema",
+    "upgrade_table": "curate.schema",
+    "read_shard_table": "curate.shards",
     "ShardWriter": "curate.shards",
     "ExclusionWriter": "curate.shards",
     "ShardReader": "curate.shards",

@@ -159,6 +159,7 @@ def write_manifest(
         "steps": _step_counts(root / LOGS_DIR),
         "drop_reasons": dict(sorted(drop_reasons.items())),
         "drop_reasons_by_step": excluded_reasons,
+        "licenses": _column_counts(root / DATA_DIR, "license"),
         "unreadable": unreadable,
         "wall_time_s": None if wall_time_s is None else round(wall_time_s, 3),
     }
@@ -174,30 +175,41 @@ def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(output_dir) / MANIFEST_NAME).read_text())
 
 
-def write_dataset_card(output_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
-    """Write a Hugging Face dataset card whose ``configs`` front matter makes ``load_dataset(DIR)`` work."""
-    root = Path(output_dir)
-    configs = [
-        {"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}
-    ]
-    if manifest.get("excluded_rows"):
-        configs.append(
-            {
-                "config_name": "excluded",
-                "data_files": [{"split": "train", "path": f"{EXCLUDED_DIR}/**/*.parquet"}],
-            }
-        )
-    front_matter = {"configs": configs, "tags": ["code", "textbooks", "phi-1"], "license": "other"}
-    import yaml
+def _column_counts(folder: Path, column: str) -> dict[str, int]:
+    """Rows per distinct value of one column over a folder's shards (``None`` counted as ``unknown``)."""
+    import pyarrow.parquet as pq
 
+    counts: Counter = Counter()
+    for path in sorted(folder.rglob("*.parquet")):
+        parquet = pq.ParquetFile(path)
+        if column in parquet.schema_arrow.names:
+            counts.update(v if v else "unknown" for v in parquet.read(columns=[column]).column(0).to_pylist())
+    return dict(sorted(counts.items()))
+
+
+def write_dataset_card(output_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+    """Write a Hugging Face dataset card (``huggingface_hub.DatasetCard``) whose metadata comes from the
+    data (licence, size, sources, recipe + hash) and whose ``configs`` make ``load_dataset(DIR)`` work."""
+    from huggingface_hub import DatasetCard
+
+    from curate.cards import dataset_card_data, repository_url
+
+    root = Path(output_dir)
+    licenses = manifest["licenses"] if "licenses" in manifest else _column_counts(root / DATA_DIR, "license")
+    sources = [s for s in _column_counts(root / DATA_DIR, "source") if s != "unknown"]
+    card_data = dataset_card_data(manifest, licenses, sources)
+    url = repository_url()
+    toolkit = f"[textbooks]({url})" if url else "textbooks"
     columns = "\n".join(f"| `{f.name}` | `{f.type}` |" for f in SHARD_SCHEMA)
     reasons = (
         "\n".join(f"| {r} | {n} |" for r, n in manifest.get("drop_reasons", {}).items()) or "| (none) | 0 |"
     )
+    license_rows = "\n".join(f"| {name} | {n} |" for name, n in licenses.items()) or "| (none) | 0 |"
+    recipe = manifest.get("recipe_name") or (manifest.get("recipe") or {}).get("name")
     body = f"""# {manifest.get("stage") or root.name}
 
-Shards written by [textbooks](https://github.com/) {manifest.get("toolkit_version")},
-schema version {manifest.get("schema_version")}, recipe hash `{manifest.get("recipe_hash")}`.
+Shards written by {toolkit} {manifest.get("toolkit_version")}, schema version
+{manifest.get("schema_version")}, recipe `{recipe}` (hash `{manifest.get("recipe_hash")}`).
 
 - rows kept: **{manifest.get("rows")}** in {len(manifest.get("shards", []))} shard(s), {manifest.get("bytes")} bytes
 - rows excluded (with a reason): {manifest.get("excluded_rows")}
@@ -211,6 +223,14 @@ ds = load_dataset("{root.as_posix()}", split="train", download_mode="force_redow
 (`datasets` caches a local directory under its name alone, not its contents: without
 `force_redownload` a rerun's new shards, or another directory of the same name, can be answered from
 the old cache. `load_dataset("parquet", data_files="{root.as_posix()}/data/*.parquet")` has no such issue.)
+
+## Licences
+
+Each row's `license` column says the licence of the file it came from:
+
+| licence | rows |
+| --- | --- |
+{license_rows}
 
 ## Columns
 
@@ -227,5 +247,5 @@ the old cache. `load_dataset("parquet", data_files="{root.as_posix()}/data/*.par
 See `manifest.json` for per-shard checksums and per-step counts.
 """
     path = root / "README.md"
-    path.write_text("---\n" + yaml.safe_dump(front_matter, sort_keys=False) + "---\n\n" + body)
+    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}").save(path)
     return path

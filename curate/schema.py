@@ -19,7 +19,11 @@ size_bytes     int64     size of the original file in bytes
 quality_score  float32   classifier score in [0, 1] (curate-quality)
 quality_label  string    label given by a labeler (LLM or heuristic)
 label_source   string    which labeler produced ``quality_label`` (model name or ``heuristic``)
+label_score    float32   the labeler's own score in [0, 1] (heuristic labeler), next to ``quality_label``
+label_error    string    why a document has no label: the failed request's error, or ``unparseable``
+label_raw      string    the labeler's raw answer when it could not be parsed (first 2000 characters)
 cluster_id     string    near-duplicate cluster id (curate near-dedup)
+duplicate_of   string    id of the kept document a duplicate was dropped for (exact and near dedup)
 filter_reason  string    why a document was dropped (exclusion shards only)
 filter_step    string    which step dropped it (exclusion shards only)
 model          string    model that generated or scored the row (synth, LLM labels)
@@ -32,6 +36,8 @@ Bump :data:`SCHEMA_VERSION` whenever a column is added, removed or changes type,
 
 Version history:
   1 - initial schema.
+  2 - ``label_score``, ``label_error``, ``label_raw`` and ``duplicate_of`` become columns (they were keys
+      of the ``extra`` JSON); :func:`upgrade_table` reads a version 1 table into this schema.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMA_VERSION_KEY = b"textbooks.schema_version"
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -55,7 +62,11 @@ SHARD_SCHEMA = pa.schema(
         pa.field("quality_score", pa.float32()),
         pa.field("quality_label", pa.string()),
         pa.field("label_source", pa.string()),
+        pa.field("label_score", pa.float32()),
+        pa.field("label_error", pa.string()),
+        pa.field("label_raw", pa.string()),
         pa.field("cluster_id", pa.string()),
+        pa.field("duplicate_of", pa.string()),
         pa.field("filter_reason", pa.string()),
         pa.field("filter_step", pa.string()),
         pa.field("model", pa.string()),
@@ -64,7 +75,7 @@ SHARD_SCHEMA = pa.schema(
         pa.field("constraints", pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))),
         pa.field("extra", pa.string()),
     ],
-    metadata={"textbooks.schema_version": str(SCHEMA_VERSION)},
+    metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION)},
 )
 
 #: metadata keys that are stored as their own column
@@ -92,6 +103,7 @@ def _column_kind(kind: pa.DataType) -> str:
 
 
 _COLUMN_KINDS = {key: _column_kind(SHARD_SCHEMA.field(key).type) for key in COLUMN_KEYS}
+_STRING_COLUMNS = tuple(key for key, kind in _COLUMN_KINDS.items() if kind == "string")
 
 
 def _coerce(value: Any, kind: str) -> Any:
@@ -173,21 +185,7 @@ def document_to_row(document) -> dict[str, Any]:
     constraints = row.get("constraints")
     if constraints is not None:
         row["constraints"] = [{"key": str(k), "value": str(v)} for k, v in dict(constraints).items()]
-    if row.get("quality_score") is not None:
-        row["quality_score"] = float(row["quality_score"])
-    for key in (
-        "source",
-        "repo",
-        "path",
-        "license",
-        "quality_label",
-        "label_source",
-        "cluster_id",
-        "filter_reason",
-        "filter_step",
-        "model",
-        "prompt_hash",
-    ):
+    for key in _STRING_COLUMNS:
         if row.get(key) is not None:
             row[key] = _valid_unicode(str(row[key]))
     row["extra"] = _valid_unicode(json.dumps(extra, sort_keys=True, default=_json_default)) if extra else None
@@ -208,3 +206,42 @@ def row_to_metadata(row: dict[str, Any]) -> dict[str, Any]:
     if extra:
         metadata.update(json.loads(extra))
     return metadata
+
+
+def schema_version_of(schema: pa.Schema) -> int:
+    """The shard schema version a Parquet file was written with (1 for files that do not say).
+
+    Example:
+        >>> schema_version_of(SHARD_SCHEMA) == SCHEMA_VERSION
+        True
+    """
+    raw = (schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"1")
+    return int(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def upgrade_table(table: pa.Table) -> pa.Table:
+    """A shard table of any earlier schema version, in the current :data:`SHARD_SCHEMA`.
+
+    Keys of the ``extra`` JSON that have since become columns move into their typed column; every
+    other key stays in ``extra``. A current-version table comes back unchanged.
+
+    Example:
+        >>> old = pa.table({"id": ["a"], "text": ["x = 1"], "extra": ['{"label_score": 0.82, "n": 3}']})
+        >>> new = upgrade_table(old)
+        >>> new.column("label_score").type, new.column("label_score")[0].as_py() > 0.8, new.column("extra")[0]
+        (DataType(float), True, <pyarrow.StringScalar: '{"n": 3}'>)
+    """
+    if schema_version_of(table.schema) == SCHEMA_VERSION and table.schema.names == SHARD_SCHEMA.names:
+        return table
+    rows = []
+    for row in table.to_pylist():
+        metadata = row_to_metadata(row)
+        rows.append(document_to_row(_RowDocument(row.get("text") or "", row.get("id") or "", metadata)))
+    return pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)
+
+
+class _RowDocument:
+    """The three attributes :func:`document_to_row` reads, without importing datatrove."""
+
+    def __init__(self, text: str, id: str, metadata: dict[str, Any]):
+        self.text, self.id, self.metadata = text, id, metadata

@@ -24,7 +24,7 @@ from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.readers.parquet import ParquetReader
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
-from curate.schema import SHARD_SCHEMA, document_to_row, row_to_metadata
+from curate.schema import SHARD_SCHEMA, document_to_row, row_to_metadata, upgrade_table
 
 DATA_DIR = "data"
 EXCLUDED_DIR = "excluded"
@@ -125,6 +125,37 @@ class ShardReader(ParquetReader):
         super().__init__(
             data_folder, limit=limit, batch_size=batch_size, adapter=_shard_reader_adapter, **kwargs
         )
+
+
+def read_shard_table(path: str | os.PathLike, columns: list[str] | None = None):
+    """Every row of a shard directory (its ``data/``), a folder of shards or one shard file, as one
+    pyarrow table in the current :data:`~curate.schema.SHARD_SCHEMA`; shards of an earlier schema
+    version are upgraded on the way (:func:`~curate.schema.upgrade_table`).
+
+    Example:
+        >>> table = read_shard_table("textbooks-out/quickstart/quality")  # doctest: +SKIP
+        >>> table.filter(table["label_score"] > 0.5).num_rows  # doctest: +SKIP
+        412
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = os.fspath(path)
+    if os.path.isdir(os.path.join(root, DATA_DIR)):
+        root = os.path.join(root, DATA_DIR)
+    files = (
+        [root]
+        if os.path.isfile(root)
+        else sorted(
+            os.path.join(folder, name)
+            for folder, _, names in os.walk(root)
+            for name in names
+            if name.endswith(".parquet")
+        )
+    )
+    tables = [upgrade_table(pq.read_table(f)) for f in files]
+    table = pa.concat_tables(tables) if tables else SHARD_SCHEMA.empty_table()
+    return table.select(columns) if columns else table
 
 
 class UnreadableLog:

@@ -88,6 +88,25 @@ def parameter_summary(model) -> str:
     return f"{trained / 1e6:.2f}M parameters ({total / 1e6:.2f}M with the input embedding)"
 
 
+def _model_card_data(train_cfg: dict, shards: dict, recipe: str | None):
+    """``huggingface_hub.ModelCardData``: the licence of the training data (from its manifest), the base
+    model, the recipe; ``datasets`` only when the data came from the Hub."""
+    from huggingface_hub import ModelCardData
+
+    from curate.cards import card_license
+
+    manifest = _read_json(Path(shards["manifest"])) if shards.get("manifest") else {}
+    init_from = train_cfg.get("init_from")
+    return ModelCardData(
+        **card_license(manifest.get("licenses") or {}),
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["code", "phi", "textbooks"],
+        base_model=init_from if init_from and not Path(init_from).exists() else None,
+        textbooks={"recipe": recipe, "recipe_hash": manifest.get("recipe_hash"), "shards": shards.get("dir")},
+    )
+
+
 def _model_card(
     run: Path, train_cfg: dict, data: dict, metrics: list[dict], recipe: str | None, model
 ) -> str:
@@ -98,11 +117,7 @@ def _model_card(
     cfg = model.config
     title = recipe or Path(train_cfg.get("output_dir", run)).name
     lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        "tags: [code, phi, textbooks]",
-        "---",
+        f"---\n{_model_card_data(train_cfg, shards, recipe).to_yaml()}\n---",
         "",
         f"# {title}",
         "",
@@ -169,6 +184,7 @@ def export_model(
         verify: reload with ``AutoModelForCausalLM``/``AutoTokenizer`` and greedily generate 16 tokens.
     """
     import torch
+    from huggingface_hub import ModelCard
 
     from train.tokenizer import load_tokenizer, save_tokenizer
 
@@ -201,6 +217,8 @@ def export_model(
     )
     (out / "README.md").write_text(_model_card(run, train_cfg, data, metrics, recipe, model))
     make_readable(out)
+
+    ModelCard(_model_card(run, train_cfg, data, metrics, recipe, model)).save(out / "README.md")
     summary: dict[str, Any] = {"output_dir": str(out), "tokenizer": str(tokenizer), "recipe": recipe}
     if verify:
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -29,7 +29,7 @@ from curate.readers import (
     StackExchangeReader,
     html_to_markdown,
 )
-from curate.schema import SHARD_SCHEMA, document_to_row, row_to_metadata
+from curate.schema import SCHEMA_VERSION, SHARD_SCHEMA, document_to_row, row_to_metadata
 from curate.shards import ShardReader, ShardWriter
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -111,7 +111,7 @@ def test_schema_round_trip_keeps_every_metadata_key():
     assert (
         back["source"] == "stdlib" and back["custom"] == [1, 2] and back["constraints"] == {"topic": "loops"}
     )
-    assert table.schema.metadata[b"textbooks.schema_version"] == b"1"
+    assert table.schema.metadata[b"textbooks.schema_version"] == str(SCHEMA_VERSION).encode()
 
 
 def test_shard_writer_and_reader_round_trip(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from curate.manifest import read_manifest
+from curate.schema import SCHEMA_VERSION
 from recipes.engine import run_recipe
 from recipes.schema import RecipeError, load_recipe
 
@@ -67,7 +68,7 @@ def test_quickstart_offline_and_loadable(quickstart):
     assert filtered["rows"] + filtered["excluded_rows"] + filtered["unreadable_inputs"] == n_inputs
     assert filtered["drop_reasons"] and all(n > 0 for n in filtered["drop_reasons"].values())
     assert manifest["drop_reasons"].get("exact_duplicate", 0) > 0
-    assert manifest["recipe_hash"] and manifest["schema_version"] == 1
+    assert manifest["recipe_hash"] and manifest["schema_version"] == SCHEMA_VERSION
     # the quality stages and the closing audit ran too, offline
     quality = read_manifest(quickstart / "quality")
     assert 0 < quality["rows"] < manifest["rows"] and quality["drop_reasons"].get("low_quality", 0) > 0

@@ -70,6 +70,11 @@ def test_tiny_trains_loss_falls_and_export_generates(data):
     generated = model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id)
     assert generated.shape[1] > ids["input_ids"].shape[1]
     card = (data["root"] / "model" / "README.md").read_text()
+    from huggingface_hub import ModelCard
+
+    card_data = ModelCard.load(data["root"] / "model" / "README.md").data
+    assert card_data.library_name == "transformers" and card_data.pipeline_tag == "text-generation"
+    assert card_data.license and card_data.textbooks["recipe"] == "tiny-cpu"
     assert (
         "tiny-cpu" in card
         and "000_00000.parquet" in card
