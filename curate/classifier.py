@@ -35,6 +35,7 @@ from curate.embed import (
     _as_embedder,
     make_embedder,
 )
+from curate.extras import require_extra
 
 KINDS = ("random_forest", "lightgbm", "logistic")
 _POSITIVE = {"high", "yes", "true", "1", "educational", "good"}
@@ -257,6 +258,7 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> QualityClassifier:
         """Featurize ``X`` (when a featurizer is set) and fit the estimator; returns self."""
+        require_extra("embed", type(self).__name__, modules=("sklearn",))
         from sklearn.base import clone
 
         from curate.featurizers import make_featurizer

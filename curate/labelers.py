@@ -9,7 +9,7 @@ not parse). It is a weak labeler: good enough to train and exercise the classifi
 offline, not a replacement for LLM labels. Use ``llm_quality_labeler`` for the real thing.
 
 Every labeled document gets ``quality_label`` (``"high"``/``"low"``), ``label_source="heuristic"``
-and ``label_score`` (the heuristic score in [0, 1], kept in the ``extra`` column).
+and ``label_score`` (the heuristic score in [0, 1], a typed column of the shards).
 """
 
 from __future__ import annotations

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from functools import cache
 from importlib import import_module
 from typing import Any
+
+from curate.extras import MissingExtraError, extra_for_module, require_extra
 
 LAYERS = ("curate", "synth", "decontam", "train")
 
@@ -23,6 +26,18 @@ class UnknownName(LookupError):
         self.name, self.kind, self.suggestions = name, kind, suggestions
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         super().__init__(f"unknown {kind} {name!r}{hint}")
+
+
+class MissingExtra(UnknownName, MissingExtraError):
+    """A registered step or job whose optional dependencies are not installed.
+
+    An :class:`UnknownName` (so recipe validation reports it under the YAML key, before any work) and a
+    :class:`~curate.extras.MissingExtraError` (an ``ImportError`` whose message says what to install).
+    """
+
+    def __init__(self, name: str, kind: str, error: MissingExtraError):
+        self.name, self.kind, self.suggestions = name, kind, []
+        MissingExtraError.__init__(self, f"{kind} {name!r}", error.extra, error.missing)
 
 
 @cache
@@ -58,6 +73,12 @@ def resolve(name: str, kind: str = "steps") -> Any:
     """
     known = registry(kind)
     if name in known:
+        extra = extra_for_module(known[name].partition(":")[0])
+        if extra:
+            try:
+                require_extra(extra, name)
+            except MissingExtraError as error:
+                raise MissingExtra(name, kind[:-1], error) from None
         return _import_target(known[name])
     if ":" in name or "." in name:
         try:
@@ -67,10 +88,37 @@ def resolve(name: str, kind: str = "steps") -> Any:
     raise UnknownName(name, kind[:-1], difflib.get_close_matches(name, list(known), n=3, cutoff=0.5))
 
 
+_RST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]+?)(?:\s*<[^>]*>)?`")
+_RST_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`|\*\*([^*]+)\*\*")
+_SENTENCE_END = re.compile(r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<=[a-z0-9)\]][.!?])\s+(?=[A-Z(])")
+
+
+def plain_summary(text: str) -> str:
+    """The first sentence of a docstring's first paragraph, as plain text (RST roles and literals unwrapped).
+
+    Example:
+        >>> plain_summary("Write rows with :class:`~curate.shards.ShardWriter` (``zstd``).\\n\\nMore.")
+        'Write rows with ShardWriter (zstd).'
+        >>> plain_summary("Keep files\\nthat ``ast`` parses. Others go to exclusions.")
+        'Keep files that ast parses.'
+    """
+    paragraph = " ".join(text.strip().split("\n\n")[0].split())
+    paragraph = _RST_ROLE.sub(lambda m: m.group(2).split(".")[-1] if m.group(1) else m.group(2), paragraph)
+    paragraph = _RST_LITERAL.sub(lambda m: next(g for g in m.groups() if g is not None), paragraph)
+    return _SENTENCE_END.split(paragraph, maxsplit=1)[0]
+
+
 def summary_line(target: Any) -> str:
-    """The first line of a class's or function's docstring."""
-    doc = inspect.getdoc(target) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The first sentence of a class's or function's docstring, as plain text.
+
+    Example:
+        >>> def step():
+        ...     pass
+        >>> step.__doc__ = "Drop files that\\n``ast`` cannot parse (e.g. Python 2). Parses each once."
+        >>> summary_line(step)
+        'Drop files that ast cannot parse (e.g. Python 2).'
+    """
+    return plain_summary(inspect.getdoc(target) or "")
 
 
 def job_config(name: str, function: Any) -> type | None:

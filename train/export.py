@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from curate.extras import require_extra
 from train.trainer import CHECKPOINTS_DIR, FINAL_DIR, METRICS_NAME, make_readable
 
 
@@ -183,6 +184,7 @@ def export_model(
         dtype: ``float32``, ``bfloat16`` or ``float16`` weights.
         verify: reload with ``AutoModelForCausalLM``/``AutoTokenizer`` and greedily generate 16 tokens.
     """
+    require_extra("train", "export_model()")
     import torch
     from huggingface_hub import ModelCard
 
@@ -215,10 +217,8 @@ def export_model(
         if metrics_path.is_file()
         else []
     )
-    (out / "README.md").write_text(_model_card(run, train_cfg, data, metrics, recipe, model))
-    make_readable(out)
-
     ModelCard(_model_card(run, train_cfg, data, metrics, recipe, model)).save(out / "README.md")
+    make_readable(out)
     summary: dict[str, Any] = {"output_dir": str(out), "tokenizer": str(tokenizer), "recipe": recipe}
     if verify:
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.extras import require_extra
+
 FORMAT_VERSION = 1
 TOKENS_NAME = "tokens.bin"
 OFFSETS_NAME = "doc_offsets.npy"
@@ -205,6 +207,7 @@ def prepare_tokens(
     Example:
         >>> prepare_tokens("out/exercises", "out/tok", "out/ft-tokens", solution_marker="docstring")  # doctest: +SKIP
     """
+    require_extra("train", "prepare_tokens()")
     import multiprocessing as mp
 
     import xxhash

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from curate.extras import require_extra
+
 EOS_TOKEN = "<|endoftext|>"
 # codegen-350M-mono adds runs of 2..31 spaces and 2..9 tabs as whole tokens
 SPACE_RUNS = range(2, 32)
@@ -99,6 +101,7 @@ def train_tokenizer(
         >>> train_tokenizer("textbooks-out/quickstart", "out/tok", vocab_size=4096)  # doctest: +SKIP
         {'output_dir': 'out/tok', 'vocab_size': 4096, ...}
     """
+    require_extra("train", "train_tokenizer()")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -187,6 +190,7 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     on the hub (the user named it). The tokenizer must define an EOS token: documents are separated
     by it when tokens are packed.
     """
+    require_extra("train", "load_tokenizer()")
     from transformers import AutoTokenizer
 
     local = Path(name_or_path).expanduser()

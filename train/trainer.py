@@ -59,6 +59,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.extras import require_extra
+
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
 METRICS_NAME = "metrics.jsonl"
@@ -761,6 +763,7 @@ def train(config=None, **overrides: Any) -> dict[str, Any]:
         ``{"output_dir", "final_model", "steps", "tokens", "train_loss", "val_loss", "tokens_per_s",
         "mfu", "grad_accum_steps", "world_size", "resumed_from", "n_params", "train_time_s"}``.
     """
+    require_extra("train", "train()")
     cfg = as_config(config, overrides)
     run = setup(cfg)
     step, resumed_from = resume(run)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from curate.extras import require_extra
 from curate.llm.cache import TERMINAL_BATCH_STATUSES, ResultCache
 from curate.llm.config import LLMConfig
 from curate.llm.limits import TokenBucket, backoff_s, proactive_pause_s, retry_after_s
@@ -217,6 +218,7 @@ class LLMClient:
         return _KEY_LIKE.sub("***", text)
 
     def _openai(self, max_retries: int = 0):
+        require_extra("llm", type(self).__name__)
         from openai import AsyncOpenAI  # heavy import, only when sending
 
         base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None

@@ -21,6 +21,7 @@ import json
 import re
 from pathlib import Path
 
+from curate.extras import require_extra
 from train.evaluate.tasks import truncate_at_stop
 
 
@@ -88,6 +89,7 @@ class HFGenerator:
 
     def _load(self):
         if self._model is None:
+            require_extra("eval", type(self).__name__)
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
