@@ -42,38 +42,17 @@ LOG_DIR = Path(".textbooks-logs")
 # ---------------------------------------------------------------- choices (tests check them against the library)
 
 
-class Benchmark(str, Enum):
-    humaneval = "humaneval"
-    mbpp = "mbpp"
+def _choices(name: str, *values: str) -> type[Enum]:
+    """A ``str`` Enum of ``values`` for an option: typer validates it and lists the choices on error."""
+    return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
-class PromptFormat(str, Enum):
-    humaneval = "humaneval"
-    mbpp_docstring = "mbpp-docstring"
-    mbpp_3shot = "mbpp-3shot"
-
-
-class EndpointKind(str, Enum):
-    completion = "completion"
-    chat = "chat"
-
-
-class DecontamRule(str, Enum):
-    ast = "ast"
-    embedding = "embedding"
-    either = "either"
-    both = "both"
-
-
-class ClassifierKind(str, Enum):
-    random_forest = "random_forest"
-    lightgbm = "lightgbm"
-    logistic = "logistic"
-
-
-class EmbedderKind(str, Enum):
-    sentence = "sentence"
-    causal_lm = "causal_lm"
+Benchmark = _choices("Benchmark", "humaneval", "mbpp")
+PromptFormat = _choices("PromptFormat", "humaneval", "mbpp-docstring", "mbpp-3shot")
+EndpointKind = _choices("EndpointKind", "completion", "chat")
+DecontamRule = _choices("DecontamRule", "ast", "embedding", "either", "both")
+ClassifierKind = _choices("ClassifierKind", "random_forest", "lightgbm", "logistic")
+EmbedderKind = _choices("EmbedderKind", "sentence", "causal_lm")
 
 
 def _value(choice: Enum | None) -> str | None:
