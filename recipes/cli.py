@@ -132,7 +132,7 @@ QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress bars or ta
 
 
 @contextlib.contextmanager
-def _quiet_worker_logs(log_path: Path):
+def _worker_logs_to_file(log_path: Path):
     """Send the executors' per-task console logs to a file, so the progress bars stay readable.
 
     The executors' workers inherit file descriptor 2, so it is redirected at the OS level; the task
@@ -283,7 +283,7 @@ def run(
         def on_progress(name: str, done: int, total: int) -> None:
             progress.update(tasks[name], completed=done, total=total)
 
-        redirect = contextlib.nullcontext() if verbose else _quiet_worker_logs(log_path)
+        redirect = contextlib.nullcontext() if verbose else _worker_logs_to_file(log_path)
         try:
             with redirect:
                 result = run_recipe(
