@@ -20,7 +20,7 @@ at the end, so a killed run leaves no half-written token file behind and a rerun
 Example:
     >>> from train.prepare import prepare_tokens, TokenFile
     >>> prepare_tokens("textbooks-out/quickstart", "out/tokenizer", "out/tokens", workers=2)  # doctest: +SKIP
-    >>> tf = TokenFile("out/tokens")                     # validated on open
+    >>> tf = TokenFile("out/tokens")                     # doctest: +SKIP
     >>> tf.tokens[:10], tf.n_docs                       # doctest: +SKIP
 """
 
