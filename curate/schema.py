@@ -6,38 +6,40 @@ losslessly, in the ``extra`` JSON column, so no step can lose information by wri
 
 Columns a user filters on are real, typed columns (never strings of JSON):
 
-============== ========= ============================================================================
-column         type      meaning
-============== ========= ============================================================================
-id             string    stable id: the same input always gives the same id (hash of repo + path, ...)
-text           string    the document's text (valid UTF-8)
-source         string    where it came from: ``stdlib``, ``site-packages``, ``jsonl``, ``stackexchange``
-repo           string    repository / package / dataset the document belongs to
-path           string    path of the file inside ``repo``
-license        string    licence hint (SPDX-like), when one could be found
-size_bytes     int64     size of the original file in bytes
-quality_score  float32   classifier score in [0, 1] (curate-quality)
-quality_label  string    label given by a labeler (LLM or heuristic)
-label_source   string    which labeler produced ``quality_label`` (model name or ``heuristic``)
-label_score    float32   the labeler's own score in [0, 1] (heuristic labeler), next to ``quality_label``
-label_error    string    why a document has no label: the failed request's error, or ``unparseable``
-label_raw      string    the labeler's raw answer when it could not be parsed (first 2000 characters)
-cluster_id     string    near-duplicate cluster id (curate near-dedup)
-duplicate_of   string    id of the kept document a duplicate was dropped for (exact and near dedup)
-filter_reason  string    why a document was dropped (exclusion shards only)
-filter_step    string    which step dropped it (exclusion shards only)
-model          string    model that generated or scored the row (synth, LLM labels)
-prompt_hash    string    hash of the prompt that generated the row (synth)
-constraints    list      the constraint tuple of a generated row as ``[{key, value}, ...]`` (a dict in metadata)
-extra          string    JSON object of any other metadata (kept losslessly)
-============== ========= ============================================================================
+================== ========= ========================================================================
+column             type      meaning
+================== ========= ========================================================================
+id                 string    stable id: the same input always gives the same id (hash of repo + path, ...)
+text               string    the document's text (valid UTF-8)
+source             string    where it came from: ``stdlib``, ``site-packages``, ``jsonl``, ``stackexchange``
+repo               string    repository / package / dataset the document belongs to
+path               string    path of the file inside ``repo``
+license            string    licence hint (SPDX-like), when one could be found
+size_bytes         int64     size of the original file in bytes
+quality_score      float32   classifier score in [0, 1] (curate-quality)
+quality_label      string    label given by a labeler (LLM or heuristic)
+label_source       string    which labeler produced ``quality_label`` (model name or ``heuristic``)
+quality_label_soft float32   the LLM labeler's soft label: P(high), or the expected 0-5 score, from logprobs
+label_score        float32   the labeler's own score in [0, 1] (heuristic labeler), next to ``quality_label``
+label_error        string    why a document has no label: the request's error, ``unparseable``, ``ambiguous``, ``truncated``
+label_raw          string    the labeler's raw answer when it could not be parsed (first 2000 characters)
+cluster_id         string    near-duplicate cluster id (curate near-dedup)
+duplicate_of       string    id of the kept document a duplicate was dropped for (exact and near dedup)
+filter_reason      string    why a document was dropped (exclusion shards only)
+filter_step        string    which step dropped it (exclusion shards only)
+model              string    model that generated or scored the row (synth, LLM labels)
+prompt_hash        string    hash of the prompt that generated the row (synth)
+constraints        list      the constraint tuple of a generated row as ``[{key, value}, ...]`` (a dict in metadata)
+extra              string    JSON object of any other metadata (kept losslessly)
+================== ========= ========================================================================
 
 Bump :data:`SCHEMA_VERSION` whenever a column is added, removed or changes type, and note it here.
 
 Version history:
   1 - initial schema.
-  2 - ``label_score``, ``label_error``, ``label_raw`` and ``duplicate_of`` become columns (they were keys
-      of the ``extra`` JSON); :func:`upgrade_table` reads a version 1 table into this schema.
+  2 - ``quality_label_soft``, ``label_score``, ``label_error``, ``label_raw`` and ``duplicate_of`` become
+      columns (they were keys of the ``extra`` JSON); :func:`upgrade_table` reads a version 1 table into
+      this schema.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ SHARD_SCHEMA = pa.schema(
         pa.field("quality_score", pa.float32()),
         pa.field("quality_label", pa.string()),
         pa.field("label_source", pa.string()),
+        pa.field("quality_label_soft", pa.float32()),
         pa.field("label_score", pa.float32()),
         pa.field("label_error", pa.string()),
         pa.field("label_raw", pa.string()),

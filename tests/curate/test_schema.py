@@ -53,6 +53,7 @@ def test_filter_fields_are_typed_columns_not_json(shard_dir):
     table = read_shard_table(shard_dir)
     assert table.schema.field("label_score").type == pa.float32()
     assert table.schema.field("label_error").type == pa.string()
+    assert table.schema.field("quality_label_soft").type == pa.float32()
     assert (
         schema_version_of(pq.read_schema(next((shard_dir / "data").glob("*.parquet")))) == SCHEMA_VERSION == 2
     )
