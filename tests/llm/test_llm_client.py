@@ -64,14 +64,14 @@ def test_rpm_and_tpm_limits(openai_server):
     t0 = time.monotonic()
     assert all(r.ok for r in client.run(reqs(40)))
     # 1200 rpm = 20/s with a one-second bucket: 20 at once, the other 20 over ~1 s
-    assert 0.9 < time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 > 0.9  # the limiter made them wait (a lower bound: load cannot break it)
     # tpm: each request is worth ~ 4 + 1 prompt + 8 completion tokens; 6000 tpm = 100 tokens/s
     client = LLMClient(
         model="m", base_url=srv.base_url, cache_path=None, tpm=6000, max_concurrency=16, **FAST
     )
     t0 = time.monotonic()
     assert all(r.ok for r in client.run(reqs(16, prefix="t")))
-    assert 0.8 < time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 > 0.8
 
 
 def test_header_parsing():
@@ -105,11 +105,11 @@ def test_timeouts_and_dropped_connections_are_retried(openai_server):
     )
     client = LLMClient(model="m", base_url=srv.base_url, cache_path=None, max_retries=4, backoff_base_s=0.002,
                        backoff_max_s=0.02, timeout_s=0.5)  # fmt: skip
-    t0 = time.monotonic()
     res = client.run(reqs(12))
     assert all(r.ok for r in res), [r.error for r in res if not r.ok]
+    # two faults per request, each retried: a slow reply waited out instead of cut by the timeout would
+    # have answered that attempt, leaving fewer than 3 attempts
     assert all(r.attempts == 3 for r in res)
-    assert time.monotonic() - t0 < 1.5 * 2  # the slow replies were cut by the timeout, not waited out
     assert set(srv.fault_counts) <= {"slow", "drop", "malformed"} and sum(srv.fault_counts.values()) == 24
 
 
