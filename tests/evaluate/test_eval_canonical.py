@@ -8,9 +8,6 @@ import pytest
 
 from train.evaluate import build_tasks, evaluate
 
-MBPP = (Path(__file__).parents[2] / "../shared/data/mbpp.jsonl").resolve()
-needs_mbpp = pytest.mark.skipif(not MBPP.is_file(), reason=f"MBPP not found at {MBPP}")
-
 
 def test_humaneval_canonical_164(tmp_path):
     s = evaluate("humaneval", canonical=True, output_dir=str(tmp_path), timeout_s=10)
@@ -23,23 +20,25 @@ def test_humaneval_canonical_164(tmp_path):
     assert "| humaneval | humaneval |" in Path(s["files"]["markdown"]).read_text()
 
 
-@needs_mbpp
-def test_mbpp_docstring_canonical_test_split(tmp_path):
+def test_mbpp_docstring_canonical_test_split(tmp_path, mbpp_path):
     s = evaluate(
-        "mbpp", prompt_format="mbpp-docstring", canonical=True, mbpp_path=str(MBPP), output_dir=str(tmp_path)
+        "mbpp",
+        prompt_format="mbpp-docstring",
+        canonical=True,
+        mbpp_path=str(mbpp_path),
+        output_dir=str(tmp_path),
     )
     assert s["problems"] == 500
     assert s["failed_tasks"] == [], f"MBPP items whose canonical code fails its tests: {s['failed_tasks']}"
     assert s["prompt_format"] == "mbpp-docstring"
 
 
-@needs_mbpp
-def test_mbpp_3shot_canonical_subset(tmp_path):
+def test_mbpp_3shot_canonical_subset(tmp_path, mbpp_path):
     s = evaluate(
         "mbpp",
         prompt_format="mbpp-3shot",
         canonical=True,
-        mbpp_path=str(MBPP),
+        mbpp_path=str(mbpp_path),
         output_dir=str(tmp_path),
         limit=60,
     )
@@ -47,18 +46,16 @@ def test_mbpp_3shot_canonical_subset(tmp_path):
 
 
 @pytest.mark.slow
-@needs_mbpp
-def test_mbpp_3shot_canonical_full(tmp_path):
+def test_mbpp_3shot_canonical_full(tmp_path, mbpp_path):
     s = evaluate(
-        "mbpp", prompt_format="mbpp-3shot", canonical=True, mbpp_path=str(MBPP), output_dir=str(tmp_path)
+        "mbpp", prompt_format="mbpp-3shot", canonical=True, mbpp_path=str(mbpp_path), output_dir=str(tmp_path)
     )
     assert s["problems"] == 500 and s["failed_tasks"] == [], s["failed_tasks"]
 
 
-@needs_mbpp
-def test_mbpp_prompt_formats():
-    three = build_tasks("mbpp", "mbpp-3shot", mbpp_path=str(MBPP), limit=2)
-    doc = build_tasks("mbpp", "mbpp-docstring", mbpp_path=str(MBPP), limit=2)
+def test_mbpp_prompt_formats(mbpp_path):
+    three = build_tasks("mbpp", "mbpp-3shot", mbpp_path=str(mbpp_path), limit=2)
+    doc = build_tasks("mbpp", "mbpp-docstring", mbpp_path=str(mbpp_path), limit=2)
     assert [t.task_id for t in three] == ["mbpp/11", "mbpp/12"]
     p = three[0].prompt
     # tasks 2, 3, 4 as shots, in order, then the task itself left open after [BEGIN]

