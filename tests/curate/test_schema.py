@@ -4,6 +4,7 @@ datasets / pandas / polars / duckdb with a typed ``label_score``."""
 import json
 import math
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -117,9 +118,8 @@ def test_version_1_shards_read_as_version_2(tmp_path):
     assert json.loads(by_id["a"]["extra"]) == {"n": 3} and by_id["a"]["label_error"] is None
     assert by_id["b"]["label_error"] == "timeout" and by_id["b"]["duplicate_of"] == "a"
     # a value that does not fit the typed column is kept, not lost
-    assert by_id["c"]["label_score"] is None and json.loads(by_id["c"]["extra"]) == {
-        "label_score": "not a number"
-    }
+    assert by_id["c"]["label_score"] is None
+    assert json.loads(by_id["c"]["extra"])["invalid_columns"]["label_score"]["value"] == "not a number"
     assert by_id["d"]["extra"] is None and by_id["d"]["source"] is None
     # the datatrove reader restores the same metadata from either version
     docs = {d.id: d.metadata for d in ShardReader(str(tmp_path)).run()}
@@ -147,24 +147,39 @@ _NUMERIC = {"label_score": float, "quality_score": float, "size_bytes": int}
 
 
 def _fits(key, value):
-    if isinstance(value, (bool, str)) or not isinstance(value, (int, float)):
+    """Whether ``value`` has a type its column takes as it is (numbers for numbers, scalars for strings)."""
+    if isinstance(value, bool):
+        return False
+    if key not in _NUMERIC:
+        return isinstance(value, (str, int, float))
+    if not isinstance(value, (int, float)):
         return False
     return _NUMERIC[key] is float or (float(value).is_integer() and -(2**63) <= value < 2**63)
+
+
+def _same(got, value, key):
+    if key not in _NUMERIC:
+        return got == str(value)
+    if _NUMERIC[key] is int:
+        return got == int(float(value)) if isinstance(value, float) else got == int(value)
+    expected = float(np.float32(float(value)))
+    return (math.isnan(expected) and math.isnan(got)) or math.isclose(got, expected, rel_tol=1e-6)
 
 
 @settings(max_examples=300, deadline=None)
 @given(metadata=st.dictionaries(_keys, _scalars, max_size=7))
 def test_any_metadata_writes_and_nothing_is_lost(metadata):
     """Hostile metadata (wrong types and out-of-range values for typed columns) never fails a write, and
-    every value comes back: typed when it fits its column, as it was (via ``extra``) when it does not."""
+    every value comes back: typed in its column, or set aside as it was under ``invalid_columns``."""
     row = document_to_row(Document("t", "i", metadata=dict(metadata)))
     back = row_to_metadata(pa.Table.from_pylist([row], schema=SHARD_SCHEMA).to_pylist()[0])
+    invalid = back.get("invalid_columns", {})
     for key, value in metadata.items():
-        if value is None and key != "x":
-            assert key not in back  # an empty typed cell
-        elif key in _NUMERIC and _fits(key, value):
-            assert math.isclose(back[key], value, rel_tol=1e-6, abs_tol=1e-37)
-        elif key in ("label_error", "duplicate_of", "source"):
-            assert back[key] == str(value)
+        if key == "x":
+            assert back[key] == value  # not a column: kept in extra as it was
+        elif value is None:
+            assert key not in back and key not in invalid  # an empty typed cell
+        elif key in invalid:
+            assert invalid[key]["value"] == value and key not in back and not _fits(key, value)
         else:
-            assert back[key] == value and type(back[key]) is type(value)
+            assert _same(back[key], value, key), (key, value, back[key])
