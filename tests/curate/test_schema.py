@@ -183,3 +183,24 @@ def test_any_metadata_writes_and_nothing_is_lost(metadata):
             assert invalid[key]["value"] == value and key not in back and not _fits(key, value)
         else:
             assert _same(back[key], value, key), (key, value, back[key])
+
+
+def test_schema_round_trip_keeps_every_metadata_key():
+    document = Document(
+        "x = 1",
+        "id1",
+        metadata={
+            "source": "stdlib",
+            "size_bytes": 5,
+            "quality_score": 0.5,
+            "constraints": {"topic": "loops"},
+            "custom": [1, 2],
+        },
+    )
+    row = document_to_row(document)
+    table = pa.Table.from_pylist([row], schema=SHARD_SCHEMA)
+    back = row_to_metadata(table.to_pylist()[0])
+    assert (
+        back["source"] == "stdlib" and back["custom"] == [1, 2] and back["constraints"] == {"topic": "loops"}
+    )
+    assert table.schema.metadata[b"textbooks.schema_version"] == str(SCHEMA_VERSION).encode()

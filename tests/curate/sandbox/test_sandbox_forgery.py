@@ -25,7 +25,7 @@ import pytest
 from curate.sandbox import Sandbox
 from train.evaluate.tasks import build_tasks
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MBPP = os.environ.get("TEXTBOOKS_MBPP_PATH", str(REPO / "../shared/data/mbpp.jsonl"))
 
 FRAME_WALKER = """

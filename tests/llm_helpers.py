@@ -1,4 +1,4 @@
-"""Helpers shared by tests/llm: real code snippets (the Python stdlib) and a deterministic responder."""
+"""Helpers shared by the LLM tests (curate/llm, the labeler): real code snippets (the Python stdlib) and a deterministic responder."""
 
 import hashlib
 import sysconfig

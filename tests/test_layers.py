@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "curate": {"synth", "decontam", "train", "recipes"},
     "synth": {"decontam", "train", "recipes"},

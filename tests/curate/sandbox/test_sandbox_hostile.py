@@ -21,7 +21,7 @@ from curate.sandbox.sandbox import UID_BASE, UID_SPAN
 
 FAKE_KEY = "sk-hostile-test-" + "f" * 24
 CONTAINED: dict[str, bool] = {}
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
