@@ -34,11 +34,12 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
-# top-level modules a stock CUDA PyTorch image lacks: a section that imports one would fail there
+# top-level modules a stock CUDA PyTorch image lacks: a section that imports one would fail there.
+# `curate` itself travels with the copied repo and its package import is stdlib-only (train's lazy
+# exports and extras checks use it); what it must never pull in, datatrove and pydantic, stays listed.
 NOT_ON_GPU_IMAGE = (
     "datatrove",
     "pydantic",
-    "curate",
     "decontam",
     "synth",
     "recipes",
