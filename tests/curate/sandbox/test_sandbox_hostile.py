@@ -368,11 +368,9 @@ def test_ctypes_segfault(sb):
 def test_thread_sleeping_past_timeout(sb):
     # the tests pass honestly; the run must still end at once, the thread with it
     prog = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n"
-    t = time.monotonic()
     res = sb.run(prog, "assert True")
-    assert_contained(
-        "thread_past_timeout", sb, res, may_pass=True, extra_ok=time.monotonic() - t < sb.timeout_s
-    )
+    # ended with the program, not waited out until the timeout killed it (a status, not a wall clock)
+    assert_contained("thread_past_timeout", sb, res, may_pass=True, extra_ok=res.status != "timeout")
 
 
 def test_daemon_outliving_run(sb, victim):
