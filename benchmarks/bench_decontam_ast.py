@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decontam.ast_match import AstMatchIndex, _encode, _strip_top, parse_document  # noqa: E402
-from decontam.benchmarks import load_benchmark  # noqa: E402
+from decontam.eval_sets import load_benchmark  # noqa: E402
 
 
 def python_levenshtein(a: str, b: str) -> int:

@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from planted_corpus import clean_pools  # noqa: E402
 
-from decontam.benchmarks import load_benchmark  # noqa: E402
+from decontam.eval_sets import load_benchmark  # noqa: E402
 from decontam.mutate import disguise  # noqa: E402
 from decontam.report import decontam_audit  # noqa: E402
 

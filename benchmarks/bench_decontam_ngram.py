@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decontam.benchmarks import load_benchmark  # noqa: E402
+from decontam.eval_sets import load_benchmark  # noqa: E402
 from decontam.ngram import NgramIndex, SetOfTuplesScanner, iter_text_batches  # noqa: E402
 
 MBPP = Path(__file__).resolve().parents[1] / "../shared/data/mbpp.jsonl"

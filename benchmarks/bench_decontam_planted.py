@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from planted_corpus import TIERS, build_corpus  # noqa: E402
 
 from decontam.ast_match import AstMatchIndex, parse_document  # noqa: E402
-from decontam.benchmarks import load_benchmark  # noqa: E402
+from decontam.eval_sets import load_benchmark  # noqa: E402
 
 TAUS = (0.95, 0.9, 0.85, 0.8)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decontam.ast_match import parse_document  # noqa: E402
-from decontam.benchmarks import load_benchmark  # noqa: E402
+from decontam.eval_sets import load_benchmark  # noqa: E402
 from decontam.prune import compute_scores, write_score_tables  # noqa: E402
 
 MBPP = (Path(__file__).resolve().parents[1] / "../shared/data/mbpp.jsonl").resolve()

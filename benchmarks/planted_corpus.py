@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from decontam.ast_match import parse_document
-from decontam.benchmarks import BenchmarkItem, load_benchmark
+from decontam.eval_sets import BenchmarkItem, load_benchmark
 from decontam.mutate import disguise, light_edit
 
 TIERS = ("renamed", "buried", "edited")

@@ -8,9 +8,9 @@ from curate.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "load_benchmark": "decontam.benchmarks",
-    "BenchmarkItem": "decontam.benchmarks",
-    "benchmark_checksum": "decontam.benchmarks",
+    "load_benchmark": "decontam.eval_sets",
+    "BenchmarkItem": "decontam.eval_sets",
+    "benchmark_checksum": "decontam.eval_sets",
     "AstMatchIndex": "decontam.ast_match",
     "ast_match_rate": "decontam.ast_match",
     "ast_sequence": "decontam.ast_match",

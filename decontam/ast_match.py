@@ -407,7 +407,7 @@ class AstMatchIndex:
         chunk_rows: training sequences per ``cdist`` call (bounds the score-matrix memory).
 
     Example:
-        >>> from decontam.benchmarks import load_benchmark
+        >>> from decontam.eval_sets import load_benchmark
         >>> index = AstMatchIndex(floor=0.9).fit([i.solution for i in load_benchmark("humaneval")])
         >>> copy = "def f(xs, t):\\n    for a, u in enumerate(xs):\\n        for b, v in enumerate(xs):\\n            if a != b:\\n                d = abs(u - v)\\n                if d < t:\\n                    return True\\n    return False\\n"
         >>> res = index.query([ast_sequence(copy)])

@@ -10,7 +10,7 @@ pays for nothing twice, and every verdict is kept with its pair, the raw answer 
 from the cache.
 
 Example:
-    >>> from decontam.benchmarks import BenchmarkItem
+    >>> from decontam.eval_sets import BenchmarkItem
     >>> item = BenchmarkItem("humaneval", "HumanEval/0", "Check if two numbers are close.", "def f(): ...", "")
     >>> req = judge_request(item, "def g(xs, t): ...")
     >>> req.messages[0]["role"], "Answer True or False" in req.messages[-1]["content"]
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from decontam.benchmarks import BenchmarkItem
+from decontam.eval_sets import BenchmarkItem
 
 # the llm-decontaminator prompt, adapted to code: the item is the benchmark problem + solution
 SYSTEM_PROMPT = (

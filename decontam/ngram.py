@@ -26,7 +26,7 @@ token tuple (hash collisions cannot create evidence). Windows crossing a documen
 Overlapping hits of one (document, item, field) are merged into one evidence span.
 
 Example:
-    >>> from decontam.benchmarks import load_benchmark
+    >>> from decontam.eval_sets import load_benchmark
     >>> index = NgramIndex().fit(load_benchmark("humaneval"))
     >>> item = load_benchmark("humaneval")[0]
     >>> hits = index.scan_texts(["# copied\\n" + item.solution], ["doc-1"])
@@ -220,7 +220,7 @@ class NgramIndex:
 
     # ---- building -------------------------------------------------------------------------------
     def fit(self, items) -> NgramIndex:
-        """Index :class:`~decontam.benchmarks.BenchmarkItem` objects."""
+        """Index :class:`~decontam.eval_sets.BenchmarkItem` objects."""
         records = []
         for item in items:
             for name in self.fields:

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from decontam.ast_match import AstMatchIndex, parse_document
-from decontam.benchmarks import BenchmarkItem, load_benchmark
 from decontam.embedding import VECTORS_DIR
+from decontam.eval_sets import BenchmarkItem, load_benchmark
 
 DEFAULT_TAUS = (0.95, 0.9, 0.85, 0.8)
 MEASURES = ("ast", "embedding", "llm")

@@ -1,22 +1,12 @@
-"""Fixtures for the decontam tests: benchmark data paths and a helper that writes shard directories."""
+"""Fixtures for the decontam tests: stdlib files and a helper that writes shard directories (MBPP comes from
+the shared ``mbpp_path`` fixture in ``tests/conftest.py``)."""
 
-import os
 import sysconfig
 from pathlib import Path
 
 import pytest
 
-MBPP = Path(
-    os.environ.get("TEXTBOOKS_MBPP_PATH") or (Path(__file__).parents[2] / "../shared/data/mbpp.jsonl")
-).resolve()
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-@pytest.fixture(scope="session")
-def mbpp_path() -> Path:
-    if not MBPP.is_file():
-        pytest.skip(f"MBPP data not found at {MBPP} (the tests never ship a copy)")
-    return MBPP
 
 
 @pytest.fixture(scope="session")

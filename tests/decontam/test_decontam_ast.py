@@ -14,7 +14,7 @@ from decontam.ast_match import (
     sequence_names,
     split_units,
 )
-from decontam.benchmarks import load_benchmark
+from decontam.eval_sets import load_benchmark
 from decontam.mutate import disguise
 
 

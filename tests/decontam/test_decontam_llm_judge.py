@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from decontam.ast_match import ast_match_rate, benchmark_sequences
-from decontam.benchmarks import load_benchmark
+from decontam.eval_sets import load_benchmark
 from decontam.llm_judge import parse_verdict
 from decontam.mutate import disguise, light_edit
 from decontam.prune import parse_rule

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from decontam.benchmarks import load_benchmark
+from decontam.eval_sets import load_benchmark
 from decontam.ngram import NgramIndex, SetOfTuplesScanner, tokenize
 
 

@@ -4,7 +4,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from decontam.benchmarks import load_benchmark
+from decontam.eval_sets import load_benchmark
 from decontam.mutate import disguise
 from decontam.prune import prune_shards
 from decontam.report import decontam_audit, write_decontam_report

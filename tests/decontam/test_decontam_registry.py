@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from decontam.benchmarks import benchmark_checksum, humaneval_path, load_benchmark
+from decontam.eval_sets import benchmark_checksum, humaneval_path, load_benchmark
 
 
 def test_humaneval_items_are_complete_programs():

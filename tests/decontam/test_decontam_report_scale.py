@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from decontam.ast_match import benchmark_sequences
-from decontam.benchmarks import load_benchmark
+from decontam.eval_sets import load_benchmark
 from decontam.mutate import disguise
 from decontam.report import decontam_audit
 

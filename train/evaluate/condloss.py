@@ -59,7 +59,7 @@ def benchmark_items(
     benchmark: str, mbpp_path: str | None = None, split: str = "test", limit: int | None = None
 ) -> list[LossItem]:
     """HumanEval (prompt -> canonical completion) or MBPP (task docstring -> reference program)."""
-    from decontam.benchmarks import load_benchmark
+    from decontam.eval_sets import load_benchmark
 
     if benchmark == "humaneval":
         from train.evaluate.tasks import humaneval_tasks

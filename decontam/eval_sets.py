@@ -1,4 +1,4 @@
-"""Benchmark registry: HumanEval, MBPP and custom JSONL benchmarks as :class:`BenchmarkItem` lists.
+"""Evaluation sets decontamination checks against (HumanEval, MBPP, custom JSONL) as :class:`BenchmarkItem` lists.
 
 Sources (nothing is downloaded unless asked):
 
@@ -20,7 +20,7 @@ exact benchmark version it was computed against.
 the ``code`` field (CRLF normalised to LF).
 
 Example:
-    >>> from decontam.benchmarks import load_benchmark
+    >>> from decontam.eval_sets import load_benchmark
     >>> items = load_benchmark("humaneval")
     >>> len(items), items[0].id, items[0].entry_point
     (164, 'HumanEval/0', 'has_close_elements')
@@ -166,6 +166,9 @@ def _load_humaneval() -> list[BenchmarkItem]:
 
 def _mbpp_hub_rows() -> tuple[list[dict[str, Any]], str]:
     """Rows of the HF ``mbpp`` dataset (all splits of the ``full`` config) and a checksum of their content."""
+    from curate.extras import require_extra
+
+    require_extra("eval", "MBPP from the Hub (from_hub=True)", modules=("datasets",))
     from datasets import concatenate_datasets, load_dataset
 
     dataset = load_dataset("mbpp", "full")
