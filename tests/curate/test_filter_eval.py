@@ -14,7 +14,7 @@ from curate.classifier import QualityClassifier
 from curate.filter_eval import evaluate_filter, read_examples
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_quality_featurizers import HIGH, LOW, _texts_and_labels  # noqa: E402
+from test_featurizers import HIGH, LOW, _texts_and_labels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pyarrow.dataset as ds
-from test_quality_classifier import BOILERPLATE_HELD_OUT, EDUCATIONAL_HELD_OUT, _training_docs
+from test_classifier import BOILERPLATE_HELD_OUT, EDUCATIONAL_HELD_OUT, _training_docs
 
 from curate.manifest import read_manifest
 from curate.shards import ShardWriter

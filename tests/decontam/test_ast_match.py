@@ -183,8 +183,7 @@ def test_huge_function_is_parsed_and_cheaply_skipped():
     parsed = parse_document(text, "huge")
     assert parsed.error is None and len(parsed.units[0].sequence) > 100_000
     index = AstMatchIndex(floor=0.8).fit([i.solution for i in load_benchmark("humaneval")])
-    t0 = time.perf_counter()
     res = index.query([parsed.units[0].sequence] * 3)
-    assert res.pairs_compared == 0 and res.query_score.max() == 0  # the length bound skips it
-    assert time.perf_counter() - t0 < 2.0
+    # the length bound skips it: no Levenshtein pair is computed at all (cheap by count, not by clock)
+    assert res.pairs_compared == 0 and res.query_score.max() == 0
     assert parse_document("x = 1\n" * 10, "big", max_bytes=20).error == "too_large"
