@@ -13,7 +13,6 @@ from train_testdata import make_shards, stdlib_files
 from train.ablate import AblationConfig, ablate, random_token_subset
 from train.prepare import TokenFile
 
-MBPP = os.environ.get("TEXTBOOKS_MBPP_PATH", "../shared/data/mbpp.jsonl")
 TRAIN = {
     "preset": "tiny", "vocab_size": 512, "seq_len": 64, "global_batch_size": 8, "micro_batch_size": 8,
     "lr": 3e-3, "warmup_steps": 2, "decay": "cosine", "min_lr": 3e-4, "mixed_precision": "no", "cpu": True,
@@ -22,7 +21,7 @@ TRAIN = {
 
 
 @pytest.fixture(scope="module")
-def ablation(tmp_path_factory):
+def ablation(tmp_path_factory, mbpp_path):
     import torch
 
     threads = torch.get_num_threads()
@@ -37,7 +36,7 @@ def ablation(tmp_path_factory):
         output_dir=str(root / "out"), variants={"all": str(everything), "filtered": str(filtered)},
         random_controls={"filtered": "all"}, seeds=[0, 1], token_budget=8 * 64 * 12, train=TRAIN,
         vocab_size=512, eval_points=2, eval_limit=4, eval_max_len=128,
-        benchmarks=["humaneval", "mbpp"] if os.path.exists(MBPP) else ["humaneval"], mbpp_path=MBPP,
+        benchmarks=["humaneval", "mbpp"], mbpp_path=str(mbpp_path),
     )  # fmt: skip
     result = ablate(config)
     yield {"root": root, "config": config, "result": result, "texts": dict(texts), "short": dict(short)}

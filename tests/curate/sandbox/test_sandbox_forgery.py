@@ -16,7 +16,6 @@ The hostile runs are skipped unless the sandbox's isolation is active.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from curate.sandbox import Sandbox
 from train.evaluate.tasks import build_tasks
 
 REPO = Path(__file__).resolve().parents[3]
-MBPP = os.environ.get("TEXTBOOKS_MBPP_PATH", str(REPO / "../shared/data/mbpp.jsonl"))
 
 FRAME_WALKER = """
     import sys, os
@@ -204,9 +202,9 @@ def forger_job(task, forger: str) -> tuple:
     return task.sandbox_job(forger.lstrip("\n"))
 
 
-def tasks(limit: int | None) -> list:
+def tasks(limit: int | None, mbpp_path) -> list:
     he = build_tasks("humaneval")
-    mbpp = build_tasks("mbpp", mbpp_path=MBPP) if Path(MBPP).is_file() else []
+    mbpp = build_tasks("mbpp", mbpp_path=str(mbpp_path))
     if limit:
         step_he, step_mbpp = max(1, len(he) // limit), max(1, len(mbpp) // limit)
         he, mbpp = he[::step_he][:limit], mbpp[::step_mbpp][:limit]
@@ -274,8 +272,8 @@ def report(forged: Counter, forged_fallback: Counter, fallback: dict, n_tasks: i
         print(f"  fallback {task_id}: {reason}")
 
 
-def test_no_forged_pass_on_a_sample_of_humaneval_and_mbpp(sb, active, capsys):
-    task_list = tasks(limit=12)
+def test_no_forged_pass_on_a_sample_of_humaneval_and_mbpp(sb, active, capsys, mbpp_path):
+    task_list = tasks(limit=12, mbpp_path=mbpp_path)
     forged, forged_fallback, fallback = forged_passes(sb, task_list)
     with capsys.disabled():
         report(forged, forged_fallback, fallback, len(task_list))
@@ -284,8 +282,8 @@ def test_no_forged_pass_on_a_sample_of_humaneval_and_mbpp(sb, active, capsys):
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_no_forged_pass_on_all_humaneval_and_mbpp(sb, active, capsys):
-    task_list = tasks(limit=None)
+def test_no_forged_pass_on_all_humaneval_and_mbpp(sb, active, capsys, mbpp_path):
+    task_list = tasks(limit=None, mbpp_path=mbpp_path)
     forged, forged_fallback, fallback = forged_passes(sb, task_list, workers=4)
     with capsys.disabled():
         report(forged, forged_fallback, fallback, len(task_list))

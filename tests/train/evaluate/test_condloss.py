@@ -47,15 +47,10 @@ def hand_nats(model, tok, item, max_len=10_000):
     return -sum(float(logp[t - 1, ids[t]]) for t in range(first, len(ids))), len(solution)
 
 
-def test_batched_losses_equal_a_hand_computation_on_humaneval_and_mbpp(tiny, monkeypatch):
+def test_batched_losses_equal_a_hand_computation_on_humaneval_and_mbpp(tiny, monkeypatch, mbpp_path):
     model, tok = tiny
     items = benchmark_items("humaneval", limit=3)
-    mbpp = "../shared/data/mbpp.jsonl"
-    import os
-
-    path = os.environ.get("TEXTBOOKS_MBPP_PATH", mbpp)
-    if os.path.exists(path):
-        items += benchmark_items("mbpp", mbpp_path=path, limit=3)
+    items += benchmark_items("mbpp", mbpp_path=str(mbpp_path), limit=3)
     items.append(LossItem("mine/1", "mine", "def add(a, b):\n", "    return a + b\n"))
     rows = item_losses(model, tok, items, batch_size=4, max_len=4096)  # lengths differ: padding is exercised
     for item, row in zip(items, rows, strict=True):
