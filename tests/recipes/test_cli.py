@@ -136,6 +136,6 @@ def test_a_missing_extra_is_named_before_any_work(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli.app, ["run", "quickstart", "--set", f"out={tmp_path}/out"])
     assert result.exit_code == 2
     message = " ".join(result.output.split())
-    assert "step 'embed' needs the 'embed' extra" in message
+    assert "step 'classifier_filter' needs the 'embed' extra" in message  # named under its YAML key
     assert 'pip install "textbooks[embed]"' in message
     assert not (tmp_path / "out").exists()  # nothing ran
