@@ -52,7 +52,6 @@ PER_RUN_FIELDS = (
     "keep_last",
     "eval_every",
 )
-LOWER_IS_BETTER = ("humaneval_bpc", "mbpp_bpc", "val_loss")
 
 
 class AblationConfig(BaseModel):
@@ -270,9 +269,10 @@ def run_training(
     if summary_path.is_file() and (run_dir / FINAL_DIR / "config.json").is_file():
         return json.loads(summary_path.read_text())
     summary = train(run_config)
-    from train.tokenizer import load_tokenizer
+    from train.tokenizer import load_tokenizer, save_tokenizer
 
-    load_tokenizer(tokenizer).save_pretrained(str(run_dir / FINAL_DIR))  # final/ loads as a whole model
+    # final/ loads as a whole model, its tokenizer config portable across transformers 4.x and 5.x
+    save_tokenizer(load_tokenizer(tokenizer), run_dir / FINAL_DIR)
     _write_json(summary_path, summary)
     return summary
 
@@ -423,13 +423,13 @@ def ablate(config: AblationConfig | dict[str, Any] | None = None, **overrides: A
     from train.tokenizer import load_tokenizer
 
     if isinstance(config, AblationConfig):
-        cfg = config.model_copy(update=overrides)
+        cfg = AblationConfig(**{**config.model_dump(), **overrides})  # model_copy would not validate
     else:
         cfg = AblationConfig(**{**(config or {}), **overrides})
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", cfg.model_dump())
     cfg, notes = _available_benchmarks(cfg)
+    _write_json(out / "config.json", cfg.model_dump())  # the benchmarks actually scored
     items = {b: benchmark_items(b, mbpp_path=cfg.mbpp_path, limit=cfg.eval_limit) for b in cfg.benchmarks}
     tokenizer = ensure_tokenizer(cfg, out)
     tok = load_tokenizer(tokenizer)

@@ -243,7 +243,10 @@ def conditional_loss(
     max_len = int(max_len or model.config.max_position_embeddings)
     out: dict[str, Any] = {}
     for name in benchmarks:
-        bench_items = (items or {}).get(name) or benchmark_items(name, mbpp_path=mbpp_path, limit=limit)
+        if items is not None and name in items:  # given items are used as given, an empty list too
+            bench_items = items[name]
+        else:
+            bench_items = benchmark_items(name, mbpp_path=mbpp_path, limit=limit)
         rows = item_losses(model, tokenizer, bench_items, batch_size=batch_size, max_len=max_len)
         out[name] = summarize(rows)
         if split_json:
