@@ -325,7 +325,10 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
             model = clone(self).set_params(featurizer=None)._fit_features(F[train_idx], y[train_idx])
             oof[test_idx] = model.quality_score(F[test_idx])
             per_fold.append(binary_metrics(y[test_idx], oof[test_idx], 0.5))
-        choice = choose_threshold(y, oof, target_precision=target_precision, keep_rate=keep_rate)
+        if target_precision is None and keep_rate is None:  # no rule: the threshold the user set stays
+            choice = {"threshold": float(self.threshold), "rule": "fixed", "target": None, "target_met": True}
+        else:
+            choice = choose_threshold(y, oof, target_precision=target_precision, keep_rate=keep_rate)
         self.threshold = choice["threshold"]
         metrics = binary_metrics(y, oof, self.threshold)
         metrics.update(

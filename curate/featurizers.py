@@ -179,8 +179,16 @@ class EmbeddingFeaturizer(TransformerMixin, BaseEstimator):
         texts = document_texts(X)
         ids = [str(getattr(x, "id", None) or f"\0text{k}") for k, x in enumerate(X)]
         store_dir = self.store_dir if all(hasattr(x, "id") for x in X) else None
-        X_out, _ = EmbeddingStore(store_dir, self.embedder).embed(ids, texts)
+        stores = self.__dict__.setdefault("_stores", {})  # one store (one loaded model) per directory
+        if store_dir not in stores:
+            stores[store_dir] = EmbeddingStore(store_dir, self.embedder)
+        X_out, _ = stores[store_dir].embed(ids, texts)
         return X_out
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_stores", None)  # the loaded model and cached vectors do not travel with the estimator
+        return state
 
 
 def make_featurizer(name: str | Any, **params):
