@@ -556,8 +556,9 @@ class JsonlSourceReader(TableReader, JsonlReader):
 
         self.check_file(filepath)
         with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            shown = self.display_path(filepath)
             for line_number, line in bounded_lines(f, self.max_line_bytes):
-                where = f"{self.display_path(filepath)}:{line_number}"
+                where = f"{shown}:{line_number}"  # an f-string; the fsspec path resolution is done once
                 if line is None:
                     self.record_unreadable(where, f"line longer than max_line_bytes={self.max_line_bytes}")
                     continue
@@ -669,6 +670,14 @@ class HFDatasetSourceReader(TableReader, HuggingFaceDatasetReader):
             adapter=make_adapter(columns, source),
         )
         self.unreadable_folder = unreadable_folder
+
+    def local_inputs(self) -> list[str]:
+        """No local paths to check: the dataset is a name (or a builder with ``data_files``)."""
+        return []
+
+    def list_inputs(self) -> list[str]:
+        """The listing a rerun reuses: the one dataset (datatrove shards its rows across tasks)."""
+        return [self.dataset]
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         produced = 0

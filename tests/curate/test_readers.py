@@ -191,3 +191,23 @@ def test_html_to_markdown_keeps_code_blocks():
         "<p>Try <b>this</b>:</p><pre><code>for i in range(3):\n    print(i &lt; 2)\n</code></pre>"
     )
     assert "```\nfor i in range(3):\n    print(i < 2)\n```" in markdown and "**this**" in markdown
+
+
+def test_hf_dataset_reader_runs_in_a_recipe_with_every_row_accounted(tmp_path):
+    """The HF reader validates and runs as a recipe input (it has no data folder to check or list)."""
+    from recipes.engine import run_recipe
+
+    data = tmp_path / "d.parquet"
+    pq.write_table(
+        pa.table({"text": ["def f():\n    return 1\n", "x = 2\n", ""], "id": ["a", "b", "c"]}), data
+    )
+    recipe = tmp_path / "hf.yaml"
+    recipe.write_text(
+        "name: hf\nstages:\n  - name: read\n    input:\n      uses: hf_dataset\n"
+        f"      with: {{dataset: parquet, dataset_options: {{data_files: '{data}', split: train}}}}\n"
+        f"    steps:\n      - uses: encoding\n    output: '{tmp_path / 'out'}'\n"
+    )
+    run_recipe(str(recipe))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["rows"] == 2 and manifest["excluded_rows"] == 1  # the empty row, with its reason
+    assert manifest["accounted_inputs"] == 3 and manifest["unreadable_inputs"] == 0
