@@ -82,7 +82,7 @@ def stored_vectors(
     keys: Sequence[str],
     texts: Sequence[str],
     embedder,
-    persist_dir: str | os.PathLike,
+    persist_dir: str | os.PathLike | None,
     reuse_dirs: Sequence = (),
 ) -> tuple[np.ndarray, int]:
     """Vectors of ``texts`` under ``keys`` -> (array, number computed now).
@@ -90,7 +90,7 @@ def stored_vectors(
     Looked up first in the :class:`curate.embed.EmbeddingStore` of each of ``reuse_dirs`` (e.g. the
     input shard directory, whose curate stage may have embedded the documents already) and of
     ``persist_dir``; what is missing is computed once and appended to ``persist_dir``'s store as a new
-    part file, so the next audit reuses it.
+    part file, so the next audit reuses it (``persist_dir=None``: computed, not kept).
     """
     from curate.embed import EmbeddingStore, _as_embedder
 
@@ -98,7 +98,7 @@ def stored_vectors(
     keys = [str(k) for k in keys]
     dim = None
     out: dict[str, np.ndarray] = {}
-    for folder in [*reuse_dirs, persist_dir]:
+    for folder in [*reuse_dirs, *([persist_dir] if persist_dir else [])]:
         rows, X = EmbeddingStore(folder, emb).stored
         for key in keys:
             if key in rows and key not in out:
@@ -108,7 +108,8 @@ def stored_vectors(
         text_of = dict(zip(keys, texts, strict=True))
         X_new, _ = EmbeddingStore(None, emb).embed(missing, [text_of[k] for k in missing])
         out.update(zip(missing, X_new, strict=True))
-        _append_part(persist_dir, emb.model_id, missing, X_new)
+        if persist_dir:
+            _append_part(persist_dir, emb.model_id, missing, X_new)
     if out:
         dim = len(next(iter(out.values())))
     matrix = np.zeros((len(keys), dim or 0), dtype=np.float32)

@@ -266,7 +266,6 @@ def score_embeddings(
     computed once: reused from the input's embeddings store and from ``persist_dir`` (the audit's own
     store, where anything computed now is kept for the next run).
     """
-    import tempfile
 
     from curate.embed import _as_embedder
     from decontam.embedding import embedding_neighbours, stored_vectors, unit_texts, units_to_docs
@@ -277,7 +276,7 @@ def score_embeddings(
     texts_by_id: dict[str, str] = {}
     for ids, texts in iter_id_text(input_dir):
         texts_by_id.update(zip(ids, texts, strict=True))
-    persist = persist_dir or Path(tempfile.mkdtemp(prefix="decontam-vectors-"))
+    persist = persist_dir  # None: vectors computed for this call only (no temporary folder left behind)
     if view == "document":
         keys = table.doc_ids
         train_X, computed = stored_vectors(keys, [texts_by_id[i] for i in keys], emb, persist, [input_dir])
@@ -699,7 +698,8 @@ def prune_shards(
         floor: AST rates below this are not computed exactly (default: ``min(taus) - 0.1``, or
             :data:`LLM_FLOOR` when the rule uses ``llm``, so the judge sees rephrased candidates).
         workers: parsing processes; the comparison uses all cores when > 1.
-        write_shards: also write the pruned ``tau_X/`` shard sets (off for score-only runs).
+        write_shards: also write the pruned ``tau_X/`` shard sets (off for score-only runs, which also
+            remove earlier ``tau_*/`` sets of ``output_dir``: they would no longer match ``split.json``).
         min_nodes: benchmark solutions/functions with fewer AST nodes are not matched (generic one-liners).
         max_bytes: documents larger than this are recorded as ``too_large`` and not parsed.
         llm: the :class:`curate.llm.LLMConfig` (or its keys) of the LLM judge, for rules using ``llm``;

@@ -448,7 +448,7 @@ def write_decontam_report(
         "not_ast_checked": unparsed,
         "llm_verdicts": verdicts,
         "ngram_hits": hits,
-        "ngram_hits_total": sum(1 for _ in open(root / NGRAM_HITS)) if (root / NGRAM_HITS).is_file() else 0,
+        "ngram_hits_total": len(hits),
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
     (out / "report.md").write_text(_markdown(report))
