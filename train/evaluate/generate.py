@@ -89,7 +89,8 @@ class HFGenerator:
 
     def _load(self):
         if self._model is None:
-            require_extra("eval", type(self).__name__)
+            # a local model needs torch + transformers only, not the whole eval extra (datasets, openai)
+            require_extra("eval", type(self).__name__, modules=("torch", "transformers"))
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -186,3 +186,22 @@ def test_llm_grading_per_model(openai_server, tmp_path):
     assert r["per_model"]["good"]["mean_score"] == 9 and r["per_model"]["bad"]["mean_score"] == 2
     assert r["grader"]["model"] == "grader-x" and len(r["grader"]["rubric_sha256"]) == 64
     assert "| good | 2/2 | 9.00 |" in (tmp_path / "grades.md").read_text()
+
+
+def test_local_generation_needs_only_torch_and_transformers(tiny_phi, monkeypatch):
+    """The GPU machine has torch + transformers but neither datasets nor openai: local generation must
+    still run there (the suite's generate section once failed with MissingExtraError)."""
+    import importlib.util
+
+    from train.evaluate.generate import HFGenerator
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_hub_packages(name, *args, **kwargs):
+        return None if name in ("datasets", "openai") else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_hub_packages)
+    gen = HFGenerator(str(tiny_phi), batch_size=2, max_new_tokens=4, device="cpu")
+    rows = gen.generate(["def add(a, b):\n"], stop=[], n=1)
+    assert len(rows) == 1 and len(rows[0]) == 1 and isinstance(rows[0][0]["completion"], str)
+    assert gen.generated_tokens > 0
