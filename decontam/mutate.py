@@ -18,6 +18,8 @@ import builtins
 import random
 import warnings
 
+from decontam.canonical import is_docstring
+
 _BUILTINS = frozenset(dir(builtins))
 _WORDS = (
     "val",
@@ -186,13 +188,15 @@ def _names(node: ast.AST) -> tuple[set[str], set[str]]:
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name):
             (written if isinstance(sub.ctx, (ast.Store, ast.Del)) else read).add(sub.id)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            written.add(sub.name)
     return written, read
 
 
 def _swappable(a: ast.stmt, b: ast.stmt) -> bool:
     """Two adjacent simple statements that neither read nor write what the other writes."""
     simple = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)
-    if not (isinstance(a, simple) and isinstance(b, simple)):
+    if not (isinstance(a, simple) and isinstance(b, simple)) or is_docstring(a):
         return False
     if isinstance(a, ast.Expr) and isinstance(b, ast.Expr):
         return False  # two calls: their order is usually the point
@@ -252,8 +256,103 @@ def _temporary(tree: ast.AST, rng: random.Random) -> bool:
     return True
 
 
-def light_edit(source: str, seed: int = 0, n_edits: int = 2) -> tuple[str, list[str]]:
-    """Apply up to ``n_edits`` distinct light edits (:data:`LIGHT_EDITS`) that fit ``source``.
+# -- two more edits, written apart from the normal form in decontam/canonical.py, to check it on
+# -- rewrites it was not shaped around: longer moves (compound statements too) and sub-expressions
+# -- hoisted into a temporary
+FURTHER_EDITS = ("move", "hoist")
+_LEAVES_BLOCK = (
+    ast.Return,
+    ast.Raise,
+    ast.Break,
+    ast.Continue,
+    ast.Yield,
+    ast.YieldFrom,
+    ast.Global,
+    ast.Nonlocal,
+)
+
+
+def _independent(a: ast.stmt, b: ast.stmt) -> bool:
+    if is_docstring(a) or is_docstring(b):
+        return False
+    if any(isinstance(n, _LEAVES_BLOCK) for s in (a, b) for n in ast.walk(s)):
+        return False
+    wa, ra = _names(a)
+    wb, rb = _names(b)
+    return not (wa & (wb | rb) or wb & ra)
+
+
+def _move(tree: ast.AST, rng: random.Random) -> bool:
+    """Move one statement (compound ones too) up or down past every statement it does not depend on."""
+    spots = []
+    for body in _bodies(tree):
+        for i in range(len(body)):
+            j = i
+            while j + 1 < len(body) and _independent(body[i], body[j + 1]):
+                j += 1
+            if j > i:
+                spots.append((body, i, j))
+    if not spots:
+        return False
+    body, i, j = rng.choice(spots)
+    body.insert(rng.randint(i + 1, j), body.pop(i))
+    return True
+
+
+def _hoistable(stmt: ast.stmt) -> list[ast.expr]:
+    """Sub-expressions of ``stmt``'s own expressions (not its body, not inside comprehensions or lambdas)
+    that can be evaluated first into a temporary."""
+    roots = {
+        ast.Return: ("value",), ast.Assign: ("value",), ast.Expr: ("value",), ast.If: ("test",),
+        ast.For: ("iter",),
+    }.get(type(stmt), ())  # fmt: skip
+    out: list[ast.expr] = []
+    stack = [getattr(stmt, f) for f in roots if getattr(stmt, f, None) is not None]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+                             ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom, ast.Starred)):  # fmt: skip
+            continue
+        if isinstance(node, (ast.Call, ast.BinOp, ast.Compare, ast.Subscript, ast.BoolOp)):
+            out.append(node)
+        if isinstance(node, (ast.IfExp, ast.BoolOp)):  # the parts after the first run only sometimes
+            stack.append(node.test if isinstance(node, ast.IfExp) else node.values[0])
+            continue
+        stack.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr))
+    return out
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, target: ast.expr, name: str):
+        self.target, self.name = target, name
+
+    def generic_visit(self, node):
+        if node is self.target:
+            return ast.Name(self.name, ast.Load())
+        return super().generic_visit(node)
+
+
+def _hoist(tree: ast.AST, rng: random.Random) -> bool:
+    """``if len(xs) > k:`` -> ``n = len(xs)`` then ``if n > k:`` (any call, operation, comparison, index)."""
+    spots = [(body, i, e) for body in _bodies(tree) for i, s in enumerate(body) for e in _hoistable(s)]
+    if not spots:
+        return False
+    body, i, expr = rng.choice(spots)
+    name = f"part_{rng.randrange(1000)}"
+    _Replace(expr, name).visit(body[i])
+    body.insert(i, ast.Assign(targets=[ast.Name(name, ast.Store())], value=expr, lineno=body[i].lineno))
+    return True
+
+
+_EDITS = {"reorder": _reorder, "expand_augassign": _expand_augassign, "temporary": _temporary,
+          "move": _move, "hoist": _hoist}  # fmt: skip
+
+
+def light_edit(
+    source: str, seed: int = 0, n_edits: int = 2, kinds: tuple[str, ...] = LIGHT_EDITS
+) -> tuple[str, list[str]]:
+    """Apply up to ``n_edits`` distinct light edits of ``kinds`` (:data:`LIGHT_EDITS`, or any of
+    :data:`FURTHER_EDITS` too) that fit ``source``.
 
     Returns the edited source (``ast.unparse`` formatting) and the edits applied, in order.
 
@@ -264,17 +363,19 @@ def light_edit(source: str, seed: int = 0, n_edits: int = 2) -> tuple[str, list[
         ['expand_augassign', 'temporary']
         >>> "t = t + x" in out
         True
+        >>> out, done = light_edit("def f(xs, k):\\n    if len(xs) > k:\\n        return k\\n", kinds=("hoist",))
+        >>> done, out.count("part_")
+        (['hoist'], 2)
     """
     rng = random.Random(seed)
     tree = _parse(source)
-    kinds = list(LIGHT_EDITS)
-    rng.shuffle(kinds)
-    edits = {"reorder": _reorder, "expand_augassign": _expand_augassign, "temporary": _temporary}
+    order = list(kinds)
+    rng.shuffle(order)
     done = []
-    for kind in kinds:
+    for kind in order:
         if len(done) >= n_edits:
             break
-        if edits[kind](tree, rng):
+        if _EDITS[kind](tree, rng):
             done.append(kind)
     ast.fix_missing_locations(tree)
     return ast.unparse(tree) + "\n", done

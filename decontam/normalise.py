@@ -1,7 +1,8 @@
 """A normalised form of Python code, for embedding measures that must not see surface differences.
 
 :func:`normalise_code` keeps what a program does and drops what a rephrase changes: docstrings and
-comments go, type annotations go, ``x += y`` is written ``x = x + y``, every name the code binds
+comments go, type annotations go, ``x += y`` is written ``x = x + y``, single-use temporaries are
+inlined and independent statements put in one order (:mod:`decontam.canonical`), every name the code binds
 (functions, classes, arguments, variables) is replaced by a canonical name numbered in order of first
 appearance (``f0``, ``c0``, ``v0``...), builtins, imported names and attribute names stay, and the
 layout is ``ast.unparse``'s. Two renamed and reformatted copies of one solution normalise to the
@@ -14,8 +15,7 @@ Example:
     True
     >>> print(normalise_code(b), end="")
     def f0(v0, v1):
-        v2 = v0 * v1
-        return v2
+        return v0 * v1
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from __future__ import annotations
 import ast
 import builtins
 import warnings
+
+from decontam.canonical import canonical_statements, is_docstring
 
 _BUILTINS = frozenset(dir(builtins))
 
@@ -65,24 +67,10 @@ class _Canonicaliser(ast.NodeTransformer):
         self.generic_visit(node)
         return node
 
-    def visit_AnnAssign(self, node):
-        if node.value is None:
-            return None
-        return self.visit(ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno))
-
-    def visit_AugAssign(self, node):
-        read = ast.parse(ast.unparse(node.target), mode="eval").body
-        expanded = ast.Assign(
-            targets=[node.target], value=ast.BinOp(read, node.op, node.value), lineno=node.lineno
-        )
-        return self.visit(expanded)
-
 
 def _drop_docstring(node) -> None:
-    body = node.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-        if isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
+    if node.body and is_docstring(node.body[0]):
+        node.body = node.body[1:] or [ast.Pass()]
 
 
 def normalise_code(source: str) -> str:
@@ -98,6 +86,7 @@ def normalise_code(source: str) -> str:
     }
     tree.body = [s for s in tree.body if not isinstance(s, (ast.Import, ast.ImportFrom))]
     _drop_docstring(tree)
+    tree.body = canonical_statements(tree.body)  # temporaries inlined, independent statements ordered
     tree = _Canonicaliser(imported).visit(tree)
     ast.fix_missing_locations(tree)
     return ast.unparse(tree) + "\n"

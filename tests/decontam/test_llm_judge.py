@@ -15,7 +15,7 @@ from decontam.report import decontam_audit
 
 
 def judge_responder(body: dict) -> str:
-    """A deterministic stand-in 'model': same problem when the two programs' plain AST rate is >= 0.6
+    """A deterministic stand-in 'model': same problem when the two programs' plain AST rate is >= 0.75
     (it reads both from the prompt, as a model would). Unclear once in a while."""
     text = body["messages"][-1]["content"]
     solution = text.split("Benchmark solution:\n```python\n")[1].split("\n```")[0]
@@ -24,7 +24,7 @@ def judge_responder(body: dict) -> str:
         rate = ast_match_rate(solution, candidate)
     except SyntaxError:
         return "I cannot tell."
-    return "True" if rate >= 0.6 else "False."
+    return "True" if rate >= 0.75 else "False."
 
 
 @pytest.fixture
@@ -35,8 +35,12 @@ def corpus(tmp_path, stdlib_files, write_shards):
     for k, item in enumerate(items):
         text, done = light_edit(item.solution, seed=k, n_edits=3)
         if len(done) >= 2:
-            edited[f"edited/{k}"] = item.id
-            docs.append((f"edited/{k}", disguise(text, seed=k)))
+            # plus a statement inserted or deleted: an edit the AST normal form does not undo (a
+            # deletion can take the whole function; such a document is no copy and is left out)
+            copy = disguise(text, seed=k, structural=True)
+            if ast_match_rate(item.solution, copy) >= 0.8:
+                edited[f"edited/{k}"] = item.id
+                docs.append((f"edited/{k}", copy))
     assert len(edited) >= 5
     return write_shards(tmp_path / "in", docs), edited
 
