@@ -332,6 +332,20 @@ def write_random_model(preset: str, out: Path, vocab_size: int) -> Path:
     return out
 
 
+def time_generation(gen, prompts: list[str], stop: list[str], device) -> tuple[float, int]:
+    """Seconds and new tokens of one :meth:`HFGenerator.generate` over ``prompts``; raises if it failed."""
+    gen.generated_tokens = 0
+    synchronize(device)
+    t0 = time.perf_counter()
+    samples = gen.generate(prompts, stop=stop, n=1)
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    errors = [s["gen_error"] for row in samples for s in row if s["gen_error"]]
+    if errors or gen.generated_tokens == 0:
+        raise RuntimeError(f"generation failed: {errors[:1]} ({gen.generated_tokens} new tokens)")
+    return seconds, gen.generated_tokens
+
+
 def run_generate(spec: dict) -> dict[str, Any]:
     """:class:`HFGenerator` throughput: new tokens/s and completions/s, with and without stop strings."""
     from train.evaluate.generate import HFGenerator
@@ -344,24 +358,21 @@ def run_generate(spec: dict) -> dict[str, Any]:
         gen = HFGenerator(str(model_dir), batch_size=spec["gen_batch"], max_new_tokens=spec["new_tokens"],
                           device=spec["device"])  # fmt: skip
         t0 = time.perf_counter()
-        gen.generate(prompts[: spec["gen_batch"]], stop=[], n=1)  # load + warm-up
+        # load + warm-up over the very batches that are timed: the first pass through each new
+        # (batch, length) shape pays kernel selection, which once made the first timed variant
+        # look 3.4x slower than the second
+        gen.generate(prompts, stop=[], n=1)
         result: dict[str, Any] = {"load_and_warmup_s": time.perf_counter() - t0, "prompts": len(prompts)}
-        for label, stop in (("stops", list(HUMANEVAL_STOP)), ("no_stops", [])):
-            gen.generated_tokens = 0
-            synchronize(device)
-            t0 = time.perf_counter()
-            samples = gen.generate(prompts, stop=stop, n=1)
-            synchronize(device)
-            seconds = time.perf_counter() - t0
-            errors = [s["gen_error"] for row in samples for s in row if s["gen_error"]]
-            if errors or gen.generated_tokens == 0:
-                raise RuntimeError(f"generation failed: {errors[:1]} ({gen.generated_tokens} new tokens)")
-            result[label] = {
-                "seconds": seconds,
-                "new_tokens": gen.generated_tokens,
-                "new_tokens_per_s": gen.generated_tokens / seconds,
-                "completions_per_s": len(prompts) / seconds,
-            }
+        variants = (("stops", list(HUMANEVAL_STOP)), ("no_stops", []))
+        for label, stop in variants + variants:  # each twice, alternating; the faster run is kept
+            seconds, new_tokens = time_generation(gen, prompts, stop, device)
+            if label not in result or seconds < result[label]["seconds"]:
+                result[label] = {
+                    "seconds": seconds,
+                    "new_tokens": new_tokens,
+                    "new_tokens_per_s": new_tokens / seconds,
+                    "completions_per_s": len(prompts) / seconds,
+                }
         result.update(
             dtype=str(gen._model.dtype), batch_size=spec["gen_batch"], max_new_tokens=spec["new_tokens"]
         )
