@@ -364,8 +364,10 @@ def run_generate(spec: dict) -> dict[str, Any]:
         gen.generate(prompts, stop=[], n=1)
         result: dict[str, Any] = {"load_and_warmup_s": time.perf_counter() - t0, "prompts": len(prompts)}
         variants = (("stops", list(HUMANEVAL_STOP)), ("no_stops", []))
+        result["runs_s"] = []  # every timed run in order, to see warm-up left over
         for label, stop in variants + variants:  # each twice, alternating; the faster run is kept
             seconds, new_tokens = time_generation(gen, prompts, stop, device)
+            result["runs_s"].append([label, round(seconds, 3)])
             if label not in result or seconds < result[label]["seconds"]:
                 result[label] = {
                     "seconds": seconds,
