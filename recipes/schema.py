@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from recipes.registry import UnknownName, job_config, resolve, signature_model
+from recipes.registry import UnknownName, did_you_mean, job_config, resolve, signature_model
 
 #: ``${name}`` (a recipe variable) or ``${env:NAME}`` (an environment variable, only when asked for)
 _VAR = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -250,12 +250,8 @@ def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _unknown_override(key: str, variables: dict[str, Any]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, list(variables), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
-        f"unknown variable {key!r}{hint} (variables: {sorted(variables)}; "
+        f"unknown variable {key!r}{did_you_mean(key, variables)} (variables: {sorted(variables)}; "
         "a recipe key is set with its path, e.g. stages.NAME.executor.tasks=8)"
     )
 
@@ -316,11 +312,7 @@ def _check_signature(
 
 
 def _unexpected(name: str, accepted: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unexpected argument{hint} (accepted: {accepted})"
+    return f"unexpected argument{did_you_mean(name, accepted)} (accepted: {accepted})"
 
 
 def _check_named_arguments(target: Any, params: dict[str, Any], key: str, problems: list) -> None:
@@ -482,10 +474,7 @@ def locate(ref: str) -> Path:
     name = path.name.removesuffix(".yaml").removesuffix(".yml")
     if name in bundled:
         return bundled[name]
-    import difflib
-
-    close = difflib.get_close_matches(name, list(bundled), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, bundled, quote=False)
     raise RecipeError(
         [
             (

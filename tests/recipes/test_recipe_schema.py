@@ -52,6 +52,30 @@ def test_set_of_an_unknown_variable_is_rejected_with_a_suggestion(tmp_path):
     assert load_recipe(small(tmp_path), ["tasks=3"]).stages[0].executor.tasks == 3
 
 
+def test_every_did_you_mean_keeps_its_wording(tmp_path):
+    """Unknown variables, arguments, steps and recipes share one "did you mean" (recipes.registry)."""
+    [(_, message)] = problems_of(small(tmp_path), ["taks=8"])
+    assert message.startswith("unknown variable 'taks'; did you mean 'tasks'? (variables: ['out', 'tasks'];")
+    recipe = small(tmp_path)
+    recipe["stages"][0]["input"]["with"]["pathz"] = ["x"]
+    [(key, message)] = problems_of(recipe)
+    assert key == "stages[0].input.with.pathz"
+    assert message.startswith("unexpected argument; did you mean 'paths'? (accepted: [")
+    recipe = small(tmp_path)
+    recipe["stages"][0]["input"]["uses"] = "python_sourse"
+    [(key, message)] = problems_of(recipe)
+    assert key == "stages[0].input.uses" and message.startswith(
+        "unknown step 'python_sourse'; did you mean 'python_source'"
+    )
+    [(key, message)] = problems_of("quikstart")
+    assert (
+        key == "(file)"
+        and "no bundled recipe 'quikstart'; did you mean quickstart, ablate-quickstart? (bundled: " in message
+    )
+    [(_, message)] = problems_of(small(tmp_path), ["zzzzzz=1"])
+    assert "did you mean" not in message
+
+
 def test_set_of_an_unknown_key_names_it(tmp_path):
     problems = problems_of(small(tmp_path), ["stages.read.executor.taks=8"])
     assert ("stages[0].executor.taks", "Extra inputs are not permitted") in problems
