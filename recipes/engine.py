@@ -476,7 +476,9 @@ def run_recipe(
         >>> result.stage("dedup").manifest["rows"]  # doctest: +SKIP
         1702
     """
-    recipe = check_inputs(ref if isinstance(ref, Recipe) else load_recipe(ref, overrides))
+    # validated once: a recipe loaded here (or by `textbooks run`) has its inputs checked while loading
+    recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides, check_inputs_exist=True)
+    check_inputs(recipe)
     with output_lock(recipe):
         return _run_stages(recipe, fresh, only, dry_run, on_stage, on_progress)
 

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from recipes.registry import UnknownName, did_you_mean, job_config, resolve, signature_model
 
@@ -123,6 +132,8 @@ class Recipe(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     llm: dict[str, Any] | None = None  # an LLMConfig for every step/job taking `llm` (its own keys win)
     stages: list[Stage] = Field(min_length=1)
+    # set once load_recipe(check_inputs_exist=True) or check_inputs passed: a run does not validate again
+    _inputs_checked: bool = PrivateAttr(default=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -489,16 +500,20 @@ def locate(ref: str) -> Path:
 def check_inputs(recipe: Recipe) -> Recipe:
     """Raise :class:`RecipeError` when a stage's local input does not exist and no earlier stage writes it
     (``textbooks validate`` and every run check this before any work; a template recipe such as
-    ``phi1-filter`` loads without its data and fails here until its paths are set).
+    ``phi1-filter`` loads without its data and fails here until its paths are set). A recipe that
+    passed already (``load_recipe(..., check_inputs_exist=True)``) is not checked again.
 
     Example:
         >>> check_inputs(load_recipe("quickstart")).name
         'quickstart'
     """
+    if recipe._inputs_checked:
+        return recipe
     problems: list[tuple[str, str]] = []
     _check_names(recipe, problems, inputs=True)
     if problems:
         raise RecipeError(problems)
+    recipe._inputs_checked = True
     return recipe
 
 
@@ -554,4 +569,5 @@ def load_recipe(
     _check_names(recipe, problems, inputs=check_inputs_exist)
     if problems:
         raise RecipeError(problems, source)
+    recipe._inputs_checked = check_inputs_exist
     return recipe
