@@ -162,10 +162,33 @@ class AccountedReader:
 
     def snapshot_listing(self) -> list:
         """This stage's listing: the snapshot file when there is one, else a fresh listing (saved when
-        ``listing_file`` is set). A reader lists once: the tasks it runs (and, pickled, its workers) reuse it."""
+        ``listing_file`` is set). A reader lists once: the tasks it runs (and, pickled, its workers) reuse it.
+        An empty listing is legitimate (the run goes on, writing no rows) but never silent: it is logged
+        as a warning, and the recipe engine records :meth:`empty_listing_note` in the stage's manifest."""
         if getattr(self, "_listing", None) is None:
             self._listing = ListingSnapshot(self.listing_file).load_or_create(self.list_inputs)
+            if not self._listing:
+                from datatrove.utils.logging import logger
+
+                logger.warning(self.empty_listing_note()["message"])
         return self._listing
+
+    def listed_from(self) -> list[str]:
+        """Where :meth:`list_inputs` looks for files (named when it finds none)."""
+        return [self.data_folder.path]
+
+    def empty_listing_note(self) -> dict[str, str]:
+        """The record of a listing that found no input files, for the log and the manifest's ``notes``."""
+        pattern = getattr(self, "glob_pattern", None) or getattr(self, "include", None)
+        pattern = ", ".join(pattern) if isinstance(pattern, (list, tuple)) else pattern
+        return {
+            "step": READ_STEP,
+            "note": "empty_listing",
+            "message": f"{getattr(self, 'name', type(self).__name__)}: no input files found in "
+            f"{', '.join(map(str, self.listed_from()))}"
+            + (f" matching {pattern}" if pattern else "")
+            + "; the stage reads nothing",
+        }
 
     def read_file(self, filepath) -> DocumentsPipeline:
         """datatrove's per-file hook: any failure is recorded for this file; documents before it are kept."""

@@ -64,6 +64,8 @@ SIZE_CATEGORIES = (
     (100_000_000_000, "10B<n<100B"),
     (1_000_000_000_000, "100B<n<1T"),
 )
+# what a licence column holds for a row whose licence nobody determined
+UNKNOWN_LICENSES = {"unknown", "noassertion"}
 _LICENSE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 
@@ -85,33 +87,66 @@ def card_license(licenses: dict[str, int]) -> dict[str, Any]:
     """Card metadata for the licences found in the data (licence -> rows).
 
     One or more licences the Hub knows become ``license``; anything else becomes ``license: other``
-    with a ``license_name`` (and a ``license_link`` when the licence's text has a known home); rows
-    without a licence make it ``unknown``.
+    with a ``license_name`` (and a ``license_link`` when the licence's text has a known home). Rows
+    without a licence (``unknown``, SPDX ``NOASSERTION``) leave the field to the licences that are
+    known, so MIT plus some unknown rows stays ``mit`` (a valid id on dataset and model cards, found by
+    the Hub's licence filter); :func:`unknown_license_note` states their share in the card's text, and
+    only data with no known licence at all is ``unknown``.
 
     Example:
         >>> card_license({"MIT": 3, "Apache-2.0": 1})
         {'license': ['apache-2.0', 'mit']}
+        >>> card_license({"MIT": 3, "unknown": 2})
+        {'license': 'mit'}
         >>> card_license({"PSF-2.0": 10})
         {'license': 'other', 'license_name': 'psf-2.0', 'license_link': 'https://docs.python.org/3/license.html'}
-        >>> card_license({})
-        {'license': 'unknown'}
+        >>> card_license({}), card_license({"unknown": 2})
+        ({'license': 'unknown'}, {'license': 'unknown'})
     """
     slugs = sorted(
         {_license_slug(name) for part in licenses for name in re.split(r"\s+OR\s+|\s+AND\s+", part)}
     )
-    if not slugs or slugs == ["unknown"]:
+    known = [slug for slug in slugs if slug not in UNKNOWN_LICENSES]
+    if not known:
         return {"license": "unknown"}
-    if all(slug in HUB_LICENSES for slug in slugs):
-        ids = sorted({HUB_LICENSES[slug] for slug in slugs})
+    if all(slug in HUB_LICENSES for slug in known):
+        ids = sorted({HUB_LICENSES[slug] for slug in known})
         return {"license": ids[0] if len(ids) == 1 else ids}
-    others = [slug for slug in slugs if slug not in HUB_LICENSES]
-    if len(others) == 1 and len(slugs) == 1:
-        card = {"license": "other", "license_name": others[0]}
-        if others[0] in LICENSE_LINKS:
-            card["license_link"] = LICENSE_LINKS[others[0]]
+    if len(known) == 1:
+        card = {"license": "other", "license_name": known[0]}
+        if known[0] in LICENSE_LINKS:
+            card["license_link"] = LICENSE_LINKS[known[0]]
         return card
     # several licences: the card names them all in its body, per row count
     return {"license": "other", "license_name": "mixed"}
+
+
+def unknown_license_rows(licenses: dict[str, int]) -> int:
+    """Rows whose licence is not known (licence -> rows).
+
+    Example:
+        >>> unknown_license_rows({"MIT": 3, "unknown": 2, "NOASSERTION": 1})
+        3
+    """
+    return sum(n for name, n in licenses.items() if _license_slug(name) in UNKNOWN_LICENSES)
+
+
+def unknown_license_note(licenses: dict[str, int]) -> str:
+    """A sentence for a card's text giving the share of rows without a known licence ("" when none).
+
+    Example:
+        >>> unknown_license_note({"MIT": 3, "unknown": 1})
+        '**1 of 4 rows (25.0%) have no known licence**: the `license` in the metadata covers the other rows only; check these before redistributing them.'
+        >>> unknown_license_note({"MIT": 3})
+        ''
+    """
+    unknown, total = unknown_license_rows(licenses), sum(licenses.values())
+    if not unknown:
+        return ""
+    return (
+        f"**{unknown} of {total} rows ({unknown / total:.1%}) have no known licence**: the `license` in the "
+        "metadata covers the other rows only; check these before redistributing them."
+    )
 
 
 def repository_url() -> str | None:
@@ -158,6 +193,7 @@ def dataset_card_data(manifest: dict[str, Any], licenses: dict[str, int], source
             "recipe_hash": manifest.get("recipe_hash"),
             "schema_version": manifest.get("schema_version"),
             "toolkit_version": manifest.get("toolkit_version"),
+            "license_unknown_rows": unknown_license_rows(licenses),
         },
     )
 

@@ -26,7 +26,6 @@ import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from curate.embed import (
     CausalLMEmbedder,
@@ -35,7 +34,15 @@ from curate.embed import (
     _as_embedder,
     make_embedder,
 )
-from curate.extras import require_extra
+from curate.extras import missing_extra_base, require_extra
+
+try:  # scikit-learn is the [embed] extra: without it the module imports and its configs validate,
+    # while creating a QualityClassifier raises MissingExtraError (it must subclass the real base to
+    # stay a scikit-learn estimator: clone, get_params, Pipeline and cross_val_score rely on it)
+    from sklearn.base import BaseEstimator, ClassifierMixin
+except ModuleNotFoundError:
+    BaseEstimator = missing_extra_base("embed", "sklearn", "BaseEstimator")
+    ClassifierMixin = missing_extra_base("embed", "sklearn", "ClassifierMixin")
 
 KINDS = ("random_forest", "lightgbm", "logistic")
 _POSITIVE = {"high", "yes", "true", "1", "educational", "good"}
@@ -258,7 +265,6 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> QualityClassifier:
         """Featurize ``X`` (when a featurizer is set) and fit the estimator; returns self."""
-        require_extra("embed", type(self).__name__, modules=("sklearn",))
         from sklearn.base import clone
 
         from curate.featurizers import make_featurizer
@@ -392,6 +398,7 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> QualityClassifier:
         """Load a classifier written by :meth:`save` (its metadata is on ``.metadata_``)."""
+        require_extra("embed", cls.__name__, modules=("sklearn", "joblib"))
         import joblib
 
         meta = json.loads(cls.sidecar_path(path).read_text())
@@ -487,6 +494,7 @@ def train_quality_classifier(
         >>> summary = train_quality_classifier("out/labeled", "out/classifier/model.joblib")  # doctest: +SKIP
         >>> summary["metrics"]["f1"]  # doctest: +SKIP
     """
+    require_extra("embed", "train_quality_classifier()", modules=("sklearn",))  # before reading or embedding
     started = time.time()
     emb = _as_embedder(embedder)
     input_dirs = [input_dir] if isinstance(input_dir, (str, os.PathLike)) else list(input_dir)

@@ -62,7 +62,14 @@ def missing_modules(modules: tuple[str, ...]) -> list[str]:
         >>> missing_modules(("json", "no_such_module_xyz"))
         ['no_such_module_xyz']
     """
-    return [name for name in modules if importlib.util.find_spec(name) is None]
+    return [name for name in modules if not _findable(name)]
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a finder that refuses the name, or a None left in sys.modules
+        return False
 
 
 def require_extra(extra: str, what: str, modules: tuple[str, ...] | None = None) -> None:
@@ -76,6 +83,29 @@ def require_extra(extra: str, what: str, modules: tuple[str, ...] | None = None)
     missing = missing_modules(modules if modules is not None else EXTRA_MODULES[extra])
     if missing:
         raise MissingExtraError(what, extra, missing)
+
+
+def missing_extra_base(extra: str, module: str, name: str) -> type:
+    """A stand-in for the base class ``name`` of an optional ``module``, for when ``module`` is missing.
+
+    A module that subclasses, say, scikit-learn's ``BaseEstimator`` still imports in a core install
+    (its core helpers and configs stay usable); creating an instance of such a class raises
+    :class:`MissingExtraError` naming ``extra``. With the extra installed the real base is used instead.
+
+    Example:
+        >>> class Estimator(missing_extra_base("embed", "sklearn", "BaseEstimator")):
+        ...     pass
+        >>> Estimator()
+        Traceback (most recent call last):
+        ...
+        curate.extras.MissingExtraError: Estimator needs the 'embed' extra (missing: sklearn): pip install "textbooks[embed]"
+    """
+
+    def __new__(cls, *args, **kwargs):
+        raise MissingExtraError(cls.__name__, extra, [module])
+
+    doc = f"Stand-in for {module}'s {name} ({module} is missing): instances name the {extra!r} extra."
+    return type(name, (), {"__new__": __new__, "__doc__": doc, "__module__": __name__})
 
 
 def extra_for_module(module: str) -> str | None:

@@ -25,9 +25,16 @@ import re
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
+from curate.extras import missing_extra_base
 from curate.labelers import NODE_KINDS, code_features
+
+try:  # scikit-learn is the [embed] extra: without it structure_features/code_tokens still work and
+    # creating a featurizer raises MissingExtraError (they subclass the real bases to stay transformers)
+    from sklearn.base import BaseEstimator, TransformerMixin
+except ModuleNotFoundError:
+    BaseEstimator = missing_extra_base("embed", "sklearn", "BaseEstimator")
+    TransformerMixin = missing_extra_base("embed", "sklearn", "TransformerMixin")
 
 FEATURIZERS = ("structure", "code_tokens", "embedding")
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")

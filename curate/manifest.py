@@ -192,7 +192,7 @@ def write_dataset_card(output_dir: str | os.PathLike, manifest: dict[str, Any]) 
     data (licence, size, sources, recipe + hash) and whose ``configs`` make ``load_dataset(DIR)`` work."""
     from huggingface_hub import DatasetCard
 
-    from curate.cards import dataset_card_data, repository_url
+    from curate.cards import dataset_card_data, repository_url, unknown_license_note
 
     root = Path(output_dir)
     licenses = manifest["licenses"] if "licenses" in manifest else _column_counts(root / DATA_DIR, "license")
@@ -205,6 +205,7 @@ def write_dataset_card(output_dir: str | os.PathLike, manifest: dict[str, Any]) 
         "\n".join(f"| {r} | {n} |" for r, n in manifest.get("drop_reasons", {}).items()) or "| (none) | 0 |"
     )
     license_rows = "\n".join(f"| {name} | {n} |" for name, n in licenses.items()) or "| (none) | 0 |"
+    license_note = f"\n{note}\n" if (note := unknown_license_note(licenses)) else ""
     recipe = manifest.get("recipe_name") or (manifest.get("recipe") or {}).get("name")
     body = f"""# {manifest.get("stage") or root.name}
 
@@ -231,7 +232,7 @@ Each row's `license` column says the licence of the file it came from:
 | licence | rows |
 | --- | --- |
 {license_rows}
-
+{license_note}
 ## Columns
 
 | column | type |

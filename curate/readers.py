@@ -281,6 +281,9 @@ class PythonSourceReader(AccountedReader, BaseDiskReader):
     def local_inputs(self) -> list[str]:
         return [f.path for f in self._folders if isinstance(f.fs, LocalFileSystem)]
 
+    def listed_from(self) -> list[str]:
+        return [f.path for f in self._folders]
+
     # -- reading ---------------------------------------------------------------------------------
 
     def display_path(self, filepath) -> str:

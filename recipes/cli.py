@@ -222,6 +222,7 @@ def _run_summary(result) -> dict:
                 "excluded_rows": (stage.manifest or {}).get("excluded_rows"),
                 "wall_time_s": round(stage.wall_time_s, 3),
                 "summary": stage.summary,
+                "notes": (stage.manifest or {}).get("notes", []),
             }
             for stage in result.stages
         ],
@@ -234,6 +235,9 @@ def _render_run(result) -> None:
         if stage.summary:  # job results and dry-run estimates, in full
             console.print(f"[bold]{stage.name}[/bold]:")
             console.print_json(json.dumps(stage.summary, default=str))
+    for stage in result.stages:
+        for note in (stage.manifest or {}).get("notes", []):  # e.g. an input that listed no files
+            console.print(f"[yellow]{stage.name}: {escape(note['message'])}[/yellow]")
     for stage in result.stages:
         if stage.output:
             console.print(f"[green]{stage.name}[/green] -> {stage.output}")

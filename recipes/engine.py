@@ -312,9 +312,10 @@ def run_stage(
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "stage": stage.name}))
     skipped = _completed(logs)
     pipeline = build_pipeline(stage, recipe)
-    listed = None
+    listed, notes = None, []
     if isinstance(pipeline[0], AccountedReader):  # once, before any task: every task and rerun read it
         listed = len(pipeline[0].snapshot_listing())
+        notes = [] if listed else [pipeline[0].empty_listing_note()]  # legitimate, never silent
     executor = _make_executor(stage, pipeline, logs)
     started = time.perf_counter()
     _run_executor(executor, stage, logs, on_progress)
@@ -349,6 +350,7 @@ def run_stage(
             "executor": stage.executor.model_dump(),
             "resumed_tasks": skipped,
             **({} if listed is None else {"listed_inputs": listed}),  # the listing snapshot's size
+            **({"notes": notes} if notes else {}),
         },
     )
     return StageResult(stage.name, "pipeline", str(out), wall, manifest=manifest, skipped_tasks=skipped)
@@ -476,7 +478,9 @@ def run_recipe(
         >>> result.stage("dedup").manifest["rows"]  # doctest: +SKIP
         1702
     """
-    recipe = check_inputs(ref if isinstance(ref, Recipe) else load_recipe(ref, overrides))
+    # validated once: a recipe loaded here (or by `textbooks run`) has its inputs checked while loading
+    recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides, check_inputs_exist=True)
+    check_inputs(recipe)
     with output_lock(recipe):
         return _run_stages(recipe, fresh, only, dry_run, on_stage, on_progress)
 

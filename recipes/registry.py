@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Iterable
 from functools import cache
 from importlib import import_module
 from typing import Any
@@ -19,13 +20,28 @@ from curate.extras import MissingExtraError, extra_for_module, require_extra
 LAYERS = ("curate", "synth", "decontam", "train")
 
 
-class UnknownName(LookupError):
-    """A step or job name that is neither registered nor importable; ``suggestions`` holds close names."""
+def did_you_mean(name: str, choices: Iterable[str], quote: bool = True) -> str:
+    """``"; did you mean 'a', 'b'?"`` naming up to three of ``choices`` close to ``name``, else ``""``.
 
-    def __init__(self, name: str, kind: str, suggestions: list[str]):
-        self.name, self.kind, self.suggestions = name, kind, suggestions
-        hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(f"unknown {kind} {name!r}{hint}")
+    The one "did you mean" of recipe errors (unknown steps, jobs, arguments, variables, recipes).
+
+    Example:
+        >>> did_you_mean("exact_dedupe", ["exact_dedup", "near_dedup", "python_syntax"])
+        "; did you mean 'exact_dedup', 'near_dedup'?"
+        >>> did_you_mean("quikstart", ["quickstart"], quote=False), did_you_mean("zzz", ["quickstart"])
+        ('; did you mean quickstart?', '')
+    """
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    shown = [repr(c) if quote else c for c in close]
+    return f"; did you mean {', '.join(shown)}?" if close else ""
+
+
+class UnknownName(LookupError):
+    """A step or job name that is neither registered nor importable (the message names close ``known`` ones)."""
+
+    def __init__(self, name: str, kind: str, known: Iterable[str] = ()):
+        self.name, self.kind = name, kind
+        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, known)}")
 
 
 class MissingExtra(UnknownName, MissingExtraError):
@@ -36,7 +52,7 @@ class MissingExtra(UnknownName, MissingExtraError):
     """
 
     def __init__(self, name: str, kind: str, error: MissingExtraError):
-        self.name, self.kind, self.suggestions = name, kind, []
+        self.name, self.kind = name, kind
         MissingExtraError.__init__(self, f"{kind} {name!r}", error.extra, error.missing)
 
 
@@ -84,8 +100,8 @@ def resolve(name: str, kind: str = "steps") -> Any:
         try:
             return _import_target(name)
         except (ImportError, AttributeError, ValueError) as error:
-            raise UnknownName(name, kind[:-1], []) from error
-    raise UnknownName(name, kind[:-1], difflib.get_close_matches(name, list(known), n=3, cutoff=0.5))
+            raise UnknownName(name, kind[:-1]) from error
+    raise UnknownName(name, kind[:-1], known)
 
 
 _RST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]+?)(?:\s*<[^>]*>)?`")

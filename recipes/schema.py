@@ -27,9 +27,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
-from recipes.registry import UnknownName, job_config, resolve, signature_model
+from recipes.registry import UnknownName, did_you_mean, job_config, resolve, signature_model
 
 #: ``${name}`` (a recipe variable) or ``${env:NAME}`` (an environment variable, only when asked for)
 _VAR = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -123,6 +132,8 @@ class Recipe(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     llm: dict[str, Any] | None = None  # an LLMConfig for every step/job taking `llm` (its own keys win)
     stages: list[Stage] = Field(min_length=1)
+    # set once load_recipe(check_inputs_exist=True) or check_inputs passed: a run does not validate again
+    _inputs_checked: bool = PrivateAttr(default=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,12 +261,8 @@ def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _unknown_override(key: str, variables: dict[str, Any]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, list(variables), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
-        f"unknown variable {key!r}{hint} (variables: {sorted(variables)}; "
+        f"unknown variable {key!r}{did_you_mean(key, variables)} (variables: {sorted(variables)}; "
         "a recipe key is set with its path, e.g. stages.NAME.executor.tasks=8)"
     )
 
@@ -316,11 +323,7 @@ def _check_signature(
 
 
 def _unexpected(name: str, accepted: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unexpected argument{hint} (accepted: {accepted})"
+    return f"unexpected argument{did_you_mean(name, accepted)} (accepted: {accepted})"
 
 
 def _check_named_arguments(target: Any, params: dict[str, Any], key: str, problems: list) -> None:
@@ -482,10 +485,7 @@ def locate(ref: str) -> Path:
     name = path.name.removesuffix(".yaml").removesuffix(".yml")
     if name in bundled:
         return bundled[name]
-    import difflib
-
-    close = difflib.get_close_matches(name, list(bundled), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, bundled, quote=False)
     raise RecipeError(
         [
             (
@@ -500,16 +500,20 @@ def locate(ref: str) -> Path:
 def check_inputs(recipe: Recipe) -> Recipe:
     """Raise :class:`RecipeError` when a stage's local input does not exist and no earlier stage writes it
     (``textbooks validate`` and every run check this before any work; a template recipe such as
-    ``phi1-filter`` loads without its data and fails here until its paths are set).
+    ``phi1-filter`` loads without its data and fails here until its paths are set). A recipe that
+    passed already (``load_recipe(..., check_inputs_exist=True)``) is not checked again.
 
     Example:
         >>> check_inputs(load_recipe("quickstart")).name
         'quickstart'
     """
+    if recipe._inputs_checked:
+        return recipe
     problems: list[tuple[str, str]] = []
     _check_names(recipe, problems, inputs=True)
     if problems:
         raise RecipeError(problems)
+    recipe._inputs_checked = True
     return recipe
 
 
@@ -565,4 +569,5 @@ def load_recipe(
     _check_names(recipe, problems, inputs=check_inputs_exist)
     if problems:
         raise RecipeError(problems, source)
+    recipe._inputs_checked = check_inputs_exist
     return recipe

@@ -81,3 +81,23 @@ def test_licence_mapping_edge_cases():
         "10K<n<100K",
         "1B<n<10B",
     ]
+
+
+def test_one_licence_with_some_unknown_rows_keeps_that_licence_and_states_the_unknown_share(tmp_path):
+    """MIT plus rows without a licence is not "mixed": the card says mit, and how many rows are unknown."""
+    _write(tmp_path, ["MIT", "MIT", None], n=30)  # every third row has no licence
+    card = validate_dataset_card(tmp_path / "README.md")
+    assert card.data.license == "mit" and card.data.get("license_name") is None
+    assert card.data.textbooks["license_unknown_rows"] == 10
+    assert "| MIT | 20 |" in card.text and "| unknown | 10 |" in card.text
+    assert "**10 of 30 rows (33.3%) have no known licence**" in card.text
+    assert card_license({"PSF-2.0": 5, "NOASSERTION": 1})["license_name"] == "psf-2.0"
+    assert card_license({"MIT": 1, "Apache-2.0": 1, "unknown": 1}) == {"license": ["apache-2.0", "mit"]}
+    assert card_license({"PSF-2.0": 1, "MIT": 1, "unknown": 1})["license_name"] == "mixed"
+
+
+def test_a_card_without_unknown_rows_has_no_unknown_note(tmp_path):
+    _write(tmp_path, ["MIT"], n=5)
+    card = validate_dataset_card(tmp_path / "README.md")
+    assert card.data.license == "mit" and card.data.textbooks["license_unknown_rows"] == 0
+    assert "no known licence" not in card.text and "| MIT | 5 |\n\n## Columns" in card.text

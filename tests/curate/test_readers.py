@@ -211,3 +211,55 @@ def test_hf_dataset_reader_runs_in_a_recipe_with_every_row_accounted(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["rows"] == 2 and manifest["excluded_rows"] == 1  # the empty row, with its reason
     assert manifest["accounted_inputs"] == 3 and manifest["unreadable_inputs"] == 0
+
+
+def test_an_input_that_lists_no_files_runs_but_is_logged_and_noted_in_the_manifest(tmp_path):
+    """An empty input folder is legitimate (the stage writes no rows) but never silent: a warning in the
+    run's log, a note in the manifest and the run summary, and the empty listing snapshot."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "jsonl").mkdir()
+    (tmp_path / "jsonl" / "notes.txt").write_text("not a match for the glob\n")
+    recipe = tmp_path / "empty.yaml"
+    recipe.write_text(
+        f"name: empty-inputs\nvars: {{out: '{tmp_path / 'out'}'}}\nstages:\n"
+        f"  - {{name: py, input: {{uses: python_source, with: {{paths: ['{tmp_path / 'empty'}']}}}}, output: '${{out}}/py'}}\n"
+        f"  - name: js\n    input: {{uses: jsonl_source, with: {{data_folder: '{tmp_path / 'jsonl'}', glob_pattern: '*.jsonl'}}}}\n"
+        "    output: ${out}/js\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "recipes.cli", "run", str(recipe)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / ".textbooks-logs" / "empty-inputs.log").read_text()
+    terminal = " ".join(result.stdout.split())
+    for stage, folder, pattern in (("py", "empty", "*.py"), ("js", "jsonl", "*.jsonl")):
+        manifest = json.loads((tmp_path / "out" / stage / "manifest.json").read_text())
+        assert manifest["rows"] == 0 and manifest["listed_inputs"] == 0 and manifest["accounted_inputs"] == 0
+        [note] = manifest["notes"]
+        assert note["note"] == "empty_listing" and note["step"] == "read"
+        assert f"no input files found in {tmp_path / folder} matching {pattern}" in note["message"]
+        assert "WARNING" in log and note["message"] in log
+        assert f"{stage}: {note['message']}" in terminal
+        listing = json.loads((tmp_path / "out" / stage / ".logs" / "listing.json").read_text())
+        assert listing == {"files": []}
+
+
+def test_an_input_with_files_has_no_empty_listing_note(tmp_path):
+    from recipes.engine import run_recipe
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("a = 1\n")
+    recipe = {
+        "name": "one",
+        "stages": [
+            {"name": "py", "input": {"uses": "python_source", "with": {"paths": [str(tmp_path / "src")]}},
+             "output": str(tmp_path / "out")},
+        ],
+    }  # fmt: skip
+    run_recipe(recipe)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["rows"] == 1 and manifest["listed_inputs"] == 1 and "notes" not in manifest

@@ -5,7 +5,6 @@ bundled `curate-core` recipe runs in processes (its executor's workers included)
 transformers, sentence-transformers, scikit-learn, lightgbm or openai raises ImportError."""
 
 import json
-import os
 import subprocess
 import sys
 import sysconfig
@@ -13,23 +12,9 @@ import textwrap
 from pathlib import Path
 
 import yaml
+from core_install import BLOCKED_MESSAGE, core_install_env
 
 REPO = Path(__file__).resolve().parents[2]
-BLOCKED = ("torch", "transformers", "sentence_transformers", "sklearn", "lightgbm", "openai", "tokenizers")
-
-SITECUSTOMIZE = f"""
-import sys
-
-class _NoExtras:
-    blocked = {BLOCKED!r}
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.blocked:
-            raise ImportError(f"{{name}} is not part of the core install")
-        return None
-
-sys.meta_path.insert(0, _NoExtras())
-"""
 
 
 def test_curate_core_recipe_runs_without_any_extra(tmp_path, mbpp_path):
@@ -43,15 +28,9 @@ def test_curate_core_recipe_runs_without_any_extra(tmp_path, mbpp_path):
     recipe = yaml.safe_load((REPO / "recipes" / "curate-core.yaml").read_text())
     recipe["stages"][0]["input"]["with"] = {"paths": [str(src)]}
     (tmp_path / "core.yaml").write_text(yaml.safe_dump(recipe))
-    (tmp_path / "blocker").mkdir()
-    (tmp_path / "blocker" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path / "blocker"), str(REPO)]),
-        "TEXTBOOKS_MBPP_PATH": str(mbpp_path),
-    }
+    env = {**core_install_env(tmp_path / "blocker"), "TEXTBOOKS_MBPP_PATH": str(mbpp_path)}
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
-    assert probe.returncode != 0 and "not part of the core install" in probe.stderr  # the blocker is active
+    assert probe.returncode != 0 and BLOCKED_MESSAGE in probe.stderr  # the blocker is active
     code = textwrap.dedent(
         f"""
         from recipes.engine import run_recipe

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from recipes.registry import job_config, registry, resolve
 from recipes.schema import Recipe, RecipeError, check_inputs, load_recipe
@@ -50,6 +51,30 @@ def test_set_of_an_unknown_variable_is_rejected_with_a_suggestion(tmp_path):
     [(key, message)] = problems_of(small(tmp_path), ["taks=8"])
     assert key == "--set taks" and "'tasks'" in message
     assert load_recipe(small(tmp_path), ["tasks=3"]).stages[0].executor.tasks == 3
+
+
+def test_every_did_you_mean_keeps_its_wording(tmp_path):
+    """Unknown variables, arguments, steps and recipes share one "did you mean" (recipes.registry)."""
+    [(_, message)] = problems_of(small(tmp_path), ["taks=8"])
+    assert message.startswith("unknown variable 'taks'; did you mean 'tasks'? (variables: ['out', 'tasks'];")
+    recipe = small(tmp_path)
+    recipe["stages"][0]["input"]["with"]["pathz"] = ["x"]
+    [(key, message)] = problems_of(recipe)
+    assert key == "stages[0].input.with.pathz"
+    assert message.startswith("unexpected argument; did you mean 'paths'? (accepted: [")
+    recipe = small(tmp_path)
+    recipe["stages"][0]["input"]["uses"] = "python_sourse"
+    [(key, message)] = problems_of(recipe)
+    assert key == "stages[0].input.uses" and message.startswith(
+        "unknown step 'python_sourse'; did you mean 'python_source'"
+    )
+    [(key, message)] = problems_of("quikstart")
+    assert (
+        key == "(file)"
+        and "no bundled recipe 'quikstart'; did you mean quickstart, ablate-quickstart? (bundled: " in message
+    )
+    [(_, message)] = problems_of(small(tmp_path), ["zzzzzz=1"])
+    assert "did you mean" not in message
 
 
 def test_set_of_an_unknown_key_names_it(tmp_path):
@@ -133,6 +158,35 @@ def test_missing_input_fails_before_an_earlier_stage_writes_anything(tmp_path):
     assert not (tmp_path / "out").exists()
     recipe["stages"][1]["input"] = {"path": "${out}/read"}  # written by the earlier stage: fine
     check_inputs(load_recipe(recipe))
+
+
+def test_a_run_validates_its_recipe_once_and_a_bad_key_still_stops_it_first(tmp_path, monkeypatch):
+    """`textbooks run` and run_recipe check the recipe (names, arguments, readers, inputs) one time."""
+    import recipes.schema as schema
+    from recipes.cli import app
+    from recipes.engine import run_recipe
+
+    checks: list[bool] = []
+    real_check = schema._check_names
+    monkeypatch.setattr(
+        schema,
+        "_check_names",
+        lambda recipe, problems, inputs=False: checks.append(inputs) or real_check(recipe, problems, inputs),
+    )
+    run_recipe(small(tmp_path))
+    assert checks == [True] and (tmp_path / "out" / "read" / "manifest.json").is_file()
+    checks.clear()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small(tmp_path, out=str(tmp_path / "cli"))))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "small.yaml"), "--verbose", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert checks == [True] and (tmp_path / "cli" / "read" / "manifest.json").is_file()
+    bad = small(tmp_path, out=str(tmp_path / "bad"))
+    bad["stages"][0]["steps"] = [{"uses": "python_syntax", "with": {"nonsense": 1}}]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "bad.yaml"), "--verbose"])
+    assert result.exit_code == 2 and "stages[0].steps[0].with.nonsense" in result.output.replace("\n", "")
+    assert not (tmp_path / "bad").exists()
 
 
 # ------------------------------------------------------------------------------------------------ properties
