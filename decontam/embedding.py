@@ -154,12 +154,35 @@ def unit_texts(table, texts_by_id: dict[str, str], min_nodes: int) -> tuple[list
     return picked, out
 
 
+UNITS_PER_DOC_K = 8  # units asked for per wanted document: one file's methods can crowd an item's list
+
+
 def units_to_docs(res: NeighbourResult, unit_doc: np.ndarray, n_docs: int, k: int) -> NeighbourResult:
-    """Per-unit neighbours -> per-document ones (a document is as near as its nearest unit)."""
+    """Per-unit neighbours -> per-document ones: a document is as near as its nearest unit, and each
+    item keeps its ``k`` nearest *distinct* documents (pass unit neighbours for more than ``k`` units,
+    e.g. ``k * UNITS_PER_DOC_K``; rows with fewer distinct documents are padded with -1 / inf).
+
+    Example:
+        >>> res = NeighbourResult(np.zeros(3, np.float32), np.zeros(3, np.int64),
+        ...                       np.array([[0.1, 0.2, 0.3]], np.float32), np.array([[0, 1, 2]]))
+        >>> units_to_docs(res, unit_doc=np.array([5, 5, 7]), n_docs=8, k=2).item_doc.tolist()
+        [[5, 7]]
+    """
     doc_dist = np.full(n_docs, np.inf, dtype=np.float32)
     doc_item = np.full(n_docs, -1, dtype=np.int64)
     order = np.argsort(-res.doc_dist)  # farthest first, so the nearest unit is written last
     doc_dist[unit_doc[order]] = res.doc_dist[order]
     doc_item[unit_doc[order]] = res.doc_item[order]
-    item_doc = np.where(res.item_doc >= 0, unit_doc[np.maximum(res.item_doc, 0)], -1)
-    return NeighbourResult(doc_dist, doc_item, res.item_dist[:, :k], item_doc[:, :k])
+    k = min(k, res.item_doc.shape[1])
+    item_dist = np.full((len(res.item_doc), k), np.inf, dtype=np.float32)
+    item_doc = np.full((len(res.item_doc), k), -1, dtype=np.int64)
+    for j in range(len(res.item_doc)):
+        kept: list[int] = []
+        for dist, unit in zip(res.item_dist[j], res.item_doc[j], strict=True):  # nearest first
+            if unit >= 0 and int(unit_doc[unit]) not in kept:
+                item_dist[j, len(kept)] = dist
+                kept.append(int(unit_doc[unit]))
+                if len(kept) == k:
+                    break
+        item_doc[j, : len(kept)] = kept
+    return NeighbourResult(doc_dist, doc_item, item_dist, item_doc)

@@ -139,8 +139,8 @@ def candidate_pairs(table, bench, texts: dict[str, str], k: int = 3) -> list[tup
                 pairs.append((item, doc_id, snippet, table.unit_name[u]))
         if bench.emb_item_doc is not None:
             for d in bench.emb_item_doc[j, :k]:
-                doc_id = table.doc_ids[int(d)]
-                if d >= 0 and (j, doc_id) not in seen:
+                doc_id = table.doc_ids[int(d)] if d >= 0 else None
+                if doc_id is not None and (j, doc_id) not in seen:
                     seen.add((j, doc_id))
                     pairs.append((item, doc_id, texts.get(doc_id, ""), None))
     return pairs
