@@ -1,9 +1,10 @@
 """Precision and recall of the AST measure on a planted corpus (benchmarks/planted_corpus.py).
 
-Baseline: the AST match of ``main`` before issue 13 (plain rate, annotations in the shape, every helper
-of a solution indexed, ``min_nodes=8``), loaded from ``git show main:decontam/ast_match.py`` into this
-process. Ours: the current :class:`decontam.ast_match.AstMatchIndex` defaults. Both score the same
-documents against HumanEval + MBPP (test split). Then the calibration curve: clean-file false positives
+Baseline: the AST match of version 0.1 (plain rate, annotations in the shape, every helper of a solution
+indexed, ``min_nodes=8``), loaded from ``git show 0d694f0:decontam/ast_match.py`` into this process;
+previous: the size-aware measure before the statement normal form (``019a16b``). Ours: the current
+:class:`decontam.ast_match.AstMatchIndex` defaults. All score the same documents against HumanEval +
+MBPP (test split). Then the calibration curve: clean-file false positives
 and items left unindexed for a grid of ``min_nodes`` / ``size_discount``.
 
     TEXTBOOKS_MBPP_PATH=../shared/data/mbpp.jsonl python benchmarks/bench_decontam_planted.py [--clean 600]
@@ -32,7 +33,11 @@ from decontam.eval_sets import load_benchmark  # noqa: E402
 TAUS = (0.95, 0.9, 0.85, 0.8)
 
 
-def baseline_module(ref: str = "main"):
+V01_REF = "0d694f0"  # the AST match of version 0.1 (plain rate, annotations in the shape, every helper)
+PREVIOUS_REF = "019a16b"  # size-aware rate and shape rules, before the statement normal form
+
+
+def baseline_module(ref: str = V01_REF):
     """``decontam/ast_match.py`` as of ``ref``, imported under another name (None if git cannot show it)."""
     try:
         source = subprocess.run(
@@ -44,9 +49,9 @@ def baseline_module(ref: str = "main"):
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    path = Path(tempfile.mkdtemp()) / "ast_match_baseline.py"
+    path = Path(tempfile.mkdtemp()) / f"ast_match_{ref}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("ast_match_baseline", path)
+    spec = importlib.util.spec_from_file_location(f"ast_match_{ref}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -75,12 +80,13 @@ def print_rates(name: str, scores: np.ndarray, tiers: np.ndarray, too_small: int
         print(f"{tau:<5} " + " ".join(f"{c:9.3f}" for c in cells))
 
 
-def calibration(docs, benchmarks, tiers) -> None:
+def calibration(docs, benchmarks, tiers, grid_min_nodes=(8, 10, 12), grid_discounts=(0, 4, 6, 8)) -> None:
     print(
-        "\ncalibration: clean-file FP at tau 0.9 / 0.8, renamed recall at 0.95, by min_nodes x size_discount"
+        "\ncalibration: clean-file FP at tau 0.9 / 0.8, renamed recall at 0.95, edited / rephrased recall"
+        " at 0.9, by min_nodes x size_discount"
     )
-    for min_nodes in (8, 10, 12):
-        for discount in (0, 4, 6, 8):
+    for min_nodes in grid_min_nodes:
+        for discount in grid_discounts:
             scores, small = doc_scores(
                 sys.modules["decontam.ast_match"],
                 docs,
@@ -91,30 +97,41 @@ def calibration(docs, benchmarks, tiers) -> None:
             )
             fp9, fp8 = (np.mean(scores[tiers == "clean"] >= t) for t in (0.9, 0.8))
             rec = np.mean(scores[tiers == "renamed"] >= 0.95)
+            edited, rephrased = (np.mean(scores[tiers == t] >= 0.9) for t in ("edited", "rephrased"))
             print(
                 f"min_nodes={min_nodes:<3} size_discount={discount}: FP@0.9 {fp9:.4f}  FP@0.8 {fp8:.4f}  "
-                f"renamed@0.95 {rec:.3f}  unindexed items {small}"
+                f"renamed@0.95 {rec:.3f}  edited@0.9 {edited:.3f}  rephrased@0.9 {rephrased:.3f}  "
+                f"unindexed items {small}"
             )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clean", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0, help="which clean files and hosts are sampled")
     parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument("--min-nodes", type=int, nargs="+", default=[8, 10, 12], help="calibration grid")
+    parser.add_argument("--discounts", type=int, nargs="+", default=[0, 4, 6, 8], help="calibration grid")
     args = parser.parse_args()
     benchmarks = {"humaneval": load_benchmark("humaneval"), "mbpp": load_benchmark("mbpp", split="test")}
     t0 = time.perf_counter()
-    docs = build_corpus(benchmarks, n_clean=args.clean)
+    docs = build_corpus(benchmarks, n_clean=args.clean, seed=args.seed)
     tiers = np.array([d.tier for d in docs])
     counts = {t: int((tiers == t).sum()) for t in ("clean",) + TIERS}
     print(f"corpus: {counts} built in {time.perf_counter() - t0:.1f}s")
     assert all(parse_document(d.text).error is None for d in docs if d.tier != "clean")
-    base = baseline_module()
+    base = baseline_module(V01_REF)
     if base is not None:
+        t0 = time.perf_counter()
         scores, small = doc_scores(base, docs, benchmarks, min_nodes=8)
-        print_rates(
-            "baseline: main's AST match (plain rate, min_nodes=8, every helper)", scores, tiers, small
-        )
+        label = f"baseline: version 0.1's AST match ({V01_REF}, min_nodes=8; {time.perf_counter() - t0:.1f}s)"
+        print_rates(label, scores, tiers, small)
+    previous = baseline_module(PREVIOUS_REF)
+    if previous is not None:
+        t0 = time.perf_counter()
+        scores, small = doc_scores(previous, docs, benchmarks)
+        label = f"previous: before the statement normal form ({PREVIOUS_REF}, its defaults; {time.perf_counter() - t0:.1f}s)"
+        print_rates(label, scores, tiers, small)
     t0 = time.perf_counter()
     scores, small = doc_scores(sys.modules["decontam.ast_match"], docs, benchmarks)
     defaults = AstMatchIndex()
@@ -126,7 +143,7 @@ def main() -> None:
         small,
     )
     if not args.no_calibration:
-        calibration(docs, benchmarks, tiers)
+        calibration(docs, benchmarks, tiers, args.min_nodes, args.discounts)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@
 * buried: the renamed copy inserted between two top-level statements of a stdlib module (hosts are
   disjoint from the clean sample);
 * edited: up to two light edits (:func:`decontam.mutate.light_edit`: statement reorder, augmented
-  assignment expanded, temporary introduced) and then renamed; only items where an edit applied.
+  assignment expanded, temporary introduced) and then renamed; only items where an edit applied;
+* rephrased: up to three edits drawn from those and two more (:data:`decontam.mutate.FURTHER_EDITS`:
+  a statement, compound ones too, moved past every statement it does not depend on; a call,
+  operation, comparison or index hoisted into a temporary), then renamed: rewrites the statement
+  normal form of ``decontam/canonical.py`` was not shaped around.
 
 Used by ``benchmarks/bench_decontam_planted.py`` and the decontam tests.
 
@@ -25,16 +29,16 @@ from pathlib import Path
 
 from decontam.ast_match import parse_document
 from decontam.eval_sets import BenchmarkItem, load_benchmark
-from decontam.mutate import disguise, light_edit
+from decontam.mutate import FURTHER_EDITS, LIGHT_EDITS, disguise, light_edit
 
-TIERS = ("renamed", "buried", "edited")
+TIERS = ("renamed", "buried", "edited", "rephrased")
 
 
 @dataclass
 class PlantedDoc:
     id: str
     text: str
-    tier: str  # clean | renamed | buried | edited
+    tier: str  # clean | renamed | buried | edited | rephrased
     item_id: str | None = None
 
 
@@ -104,6 +108,10 @@ def build_corpus(
     std, pkgs = clean_pools(half + 200, n_clean - half, seed)
     clean = std[:half] + pkgs[: n_clean - half]
     hosts = [text for _, text in std[half:] if len(text) <= 30_000]
+    if not hosts:
+        raise ValueError(
+            f"n_clean={n_clean} leaves no stdlib module to bury solutions in (only {len(std)} found)"
+        )
     docs = [PlantedDoc(f"clean/{path.name}/{k}", text, "clean") for k, (path, text) in enumerate(clean)]
     k = 0
     for items in benchmarks.values():
@@ -113,6 +121,10 @@ def build_corpus(
                 renamed = disguise(item.solution, seed=k, strip_annotations=True)
                 edited, done = light_edit(item.solution, seed=k)
                 edited = disguise(edited, seed=k + 1, strip_annotations=True)
+                rephrased, redone = light_edit(
+                    item.solution, seed=k, n_edits=3, kinds=LIGHT_EDITS + FURTHER_EDITS
+                )
+                rephrased = disguise(rephrased, seed=k + 2, strip_annotations=True)
             except SyntaxError:
                 continue
             docs.append(PlantedDoc(f"renamed/{item.id}", "import os\n\n" + renamed, "renamed", item.id))
@@ -121,4 +133,6 @@ def build_corpus(
             )
             if done:
                 docs.append(PlantedDoc(f"edited/{item.id}", edited, "edited", item.id))
+            if redone:
+                docs.append(PlantedDoc(f"rephrased/{item.id}", rephrased, "rephrased", item.id))
     return docs

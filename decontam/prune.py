@@ -58,8 +58,9 @@ LLM_VERDICTS = "llm_verdicts.jsonl"
 LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
 DEFAULT_EMBEDDING_THRESHOLD = 0.3
 EMBEDDING_VIEWS = ("document", "normalised_units")
-# measured on the planted corpus (RESULTS.md): normalised units at 0.25 flag 1.0% of clean files alone
-VIEW_THRESHOLDS = {"document": DEFAULT_EMBEDDING_THRESHOLD, "normalised_units": 0.25}
+# measured on the planted corpus (RESULTS.md, bench_decontam_rephrase.py): normalised units at 0.15 flag
+# 0.3% of clean files alone and, or-ed with AST at tau 0.9, 0.5% (0.25 would flag 1.5% alone)
+VIEW_THRESHOLDS = {"document": DEFAULT_EMBEDDING_THRESHOLD, "normalised_units": 0.15}
 
 
 def tau_key(tau: float) -> str:
@@ -268,7 +269,13 @@ def score_embeddings(
     """
 
     from curate.embed import _as_embedder
-    from decontam.embedding import embedding_neighbours, stored_vectors, unit_texts, units_to_docs
+    from decontam.embedding import (
+        UNITS_PER_DOC_K,
+        embedding_neighbours,
+        stored_vectors,
+        unit_texts,
+        units_to_docs,
+    )
 
     if view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {view!r}")
@@ -290,7 +297,8 @@ def score_embeddings(
         if view == "document":
             res = embedding_neighbours(train_X, bench_X, k=k)
         else:
-            res = units_to_docs(embedding_neighbours(train_X, bench_X, k=k), unit_doc, len(table.doc_ids), k)
+            by_unit = embedding_neighbours(train_X, bench_X, k=k * UNITS_PER_DOC_K)
+            res = units_to_docs(by_unit, unit_doc, len(table.doc_ids), k)
         bench.emb_doc_dist, bench.emb_doc_item = res.doc_dist, res.doc_item
         bench.emb_item_dist, bench.emb_item_doc = res.item_dist, res.item_doc
     return {
@@ -693,7 +701,7 @@ def prune_shards(
             (``ast|embedding``), ``both`` (``ast&embedding``) or any ``|``/``&`` combination such as
             ``either|llm`` or ``ast&llm``.
         embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar
-            (default per view: :data:`VIEW_THRESHOLDS`, 0.3 for ``document``, 0.25 for ``normalised_units``).
+            (default per view: :data:`VIEW_THRESHOLDS`, 0.3 for ``document``, 0.15 for ``normalised_units``).
         embeddings: compute the embedding measure (needs the embedder; stored embeddings are reused).
         floor: AST rates below this are not computed exactly (default: ``min(taus) - 0.1``, or
             :data:`LLM_FLOOR` when the rule uses ``llm``, so the judge sees rephrased candidates).
