@@ -144,20 +144,18 @@ _SKIPPED_FIELDS = frozenset({"annotation", "returns", "type_comment", "type_para
 # that the index would have to leave out. The rule depends on the unit alone, so a copy of a unit
 # is rewritten exactly as the unit is.
 INLINE_MIN_NODES = 10
-_SMALL_UNIT_NODES = 64  # inlining removes ~3 nodes per temporary: only small units can end up short
+
+
+def _too_small(stmts: list[ast.stmt]) -> bool:
+    return len(_encode_tree(stmts)) < INLINE_MIN_NODES
 
 
 def _encode(roots: list[ast.AST]) -> str:
     """Pre-order node-type string of ``roots`` in their statement normal form (see
     :mod:`decontam.canonical` and :data:`INLINE_MIN_NODES`). The roots are rewritten in place."""
-    if not roots or not all(isinstance(r, ast.stmt) for r in roots):
-        return _encode_tree(roots)
-    small = sum(1 for r in roots for _ in ast.walk(r)) < _SMALL_UNIT_NODES
-    as_written = copy.deepcopy(roots) if small else None
-    sequence = _encode_tree(canonical_statements(roots))
-    if as_written is not None and len(sequence) < INLINE_MIN_NODES:
-        sequence = _encode_tree(canonical_statements(as_written, inline=False))
-    return sequence
+    if roots and all(isinstance(r, ast.stmt) for r in roots):
+        roots = canonical_statements(roots, keep_temporaries=_too_small)
+    return _encode_tree(roots)
 
 
 def _encode_tree(roots: list[ast.AST]) -> str:
