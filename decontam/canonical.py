@@ -46,7 +46,6 @@ from collections.abc import Callable
 
 # a statement that holds one of these can change where control goes: it is never moved
 _FLOW = (ast.Return, ast.Raise, ast.Break, ast.Continue, ast.Global, ast.Nonlocal)
-_DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _BUILTINS = frozenset(dir(builtins))
 _DEF_TYPES = frozenset(_DEFS)
