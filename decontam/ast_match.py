@@ -147,7 +147,7 @@ INLINE_MIN_NODES = 10
 
 
 def _too_small(stmts: list[ast.stmt]) -> bool:
-    return len(_encode_tree(stmts)) < INLINE_MIN_NODES
+    return len(_encode_tree(stmts, limit=INLINE_MIN_NODES)) < INLINE_MIN_NODES
 
 
 def _encode(roots: list[ast.AST]) -> str:
@@ -158,11 +158,12 @@ def _encode(roots: list[ast.AST]) -> str:
     return _encode_tree(roots)
 
 
-def _encode_tree(roots: list[ast.AST]) -> str:
-    """Pre-order node-type string of ``roots`` (iterative: a 100k-deep expression cannot overflow)."""
+def _encode_tree(roots: list[ast.AST], limit: int | None = None) -> str:
+    """Pre-order node-type string of ``roots`` (iterative: a 100k-deep expression cannot overflow);
+    with ``limit``, only its first ``limit`` characters (enough to tell whether a unit is too small)."""
     out: list[str] = []
     stack = list(reversed(roots))
-    while stack:
+    while stack and (limit is None or len(out) < limit):
         node = stack.pop()  # annotated / augmented assignments are already plain ones (canonical_statements)
         if isinstance(node, _SKIPPED_TYPES):
             continue
