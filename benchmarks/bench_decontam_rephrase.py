@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -36,20 +35,24 @@ THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3)
 
 
 def normalised_units(docs, min_nodes: int) -> tuple[list[str], np.ndarray]:
-    """Normal forms of every function/method unit with ``min_nodes`` nodes, and the document of each."""
-    texts, owner = [], []
-    for k, doc in enumerate(docs):
-        lines = doc.text.splitlines()
-        for unit in parse_document(doc.text, doc.id).units:
-            if unit.kind == "module" or len(unit.sequence) < min_nodes:
-                continue
-            source = textwrap.dedent("\n".join(lines[unit.lineno - 1 : unit.end_lineno]))
-            try:
-                texts.append(normalise_code(source))
-            except (SyntaxError, ValueError, RecursionError):
-                continue
-            owner.append(k)
-    return texts, np.asarray(owner, dtype=np.int64)
+    """Normal forms of every function/method unit with ``min_nodes`` nodes, and the document of each,
+    through the audit's own :func:`decontam.embedding.unit_texts` (a unit table as the audit builds it)."""
+    from types import SimpleNamespace
+
+    from decontam.embedding import unit_texts
+
+    parsed = [parse_document(doc.text, doc.id).units for doc in docs]
+    units = [(k, u) for k, doc_units in enumerate(parsed) for u in doc_units]
+    table = SimpleNamespace(
+        doc_ids=[doc.id for doc in docs],
+        unit_doc=[k for k, _ in units],
+        unit_kind=[u.kind for _, u in units],
+        unit_seq=[u.sequence for _, u in units],
+        unit_lineno=[u.lineno for _, u in units],
+        unit_end=[u.end_lineno for _, u in units],
+    )
+    picked, texts = unit_texts(table, {doc.id: doc.text for doc in docs}, min_nodes)
+    return texts, np.asarray([table.unit_doc[u] for u in picked], dtype=np.int64)
 
 
 def embedding_doc_distance(docs, items, min_nodes: int) -> np.ndarray:
