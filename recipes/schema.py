@@ -385,6 +385,8 @@ def _apply_recipe_llm(recipe: Recipe) -> None:
             specs.append((stage.job, "jobs", stage.with_))
         else:
             specs += [(step.uses, "steps", step.with_) for step in stage.steps]
+            if stage.input.uses:  # a reader that calls an LLM (synth_generate)
+                specs.append((stage.input.uses, "steps", stage.input.with_))
     for name, kind, with_ in specs:
         try:
             target = resolve(name, kind)

@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "SynthDeduplicator": "synth.dedup",
     "ast_fingerprint": "synth.dedup",
     "generate_synth": "synth.generate",
+    "SynthGenerator": "synth.stages",
+    "dedup_shards": "synth.stages",
     "generate_textbooks": "synth.generate",
     "generate_exercises": "synth.generate",
     "write_dry_run": "synth.generate",
@@ -33,6 +35,7 @@ _EXPORTS: dict[str, str] = {
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
 STEPS: dict[str, str] = {
+    "synth_generate": "synth.stages:SynthGenerator",
     "synth_exercise_validate": "synth.validate:ExerciseFilter",
     "synth_textbook_validate": "synth.validate:TextbookFilter",
 }
@@ -41,6 +44,7 @@ STEPS: dict[str, str] = {
 JOBS: dict[str, str] = {
     "synth_textbooks": "synth.generate:generate_textbooks",
     "synth_exercises": "synth.generate:generate_exercises",
+    "synth_dedup": "synth.stages:dedup_shards",
     "synth_diversity_report": "synth.diversity:write_diversity_report",
 }
 

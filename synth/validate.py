@@ -26,13 +26,19 @@ EXERCISE_REASONS = PARSE_REASONS + (
     "tests_killed",  # killed for a resource limit (memory, output, file size)
     "tests_pass_on_stub",  # the tests pass even when the function does nothing
     "sandbox_error",  # the harness produced no verdict: recorded as such, never blamed on the code
+    "budget_exhausted",  # never sent: the LLM budget did not cover it (a rerun with more budget will)
 )
-TEXTBOOK_REASONS = PARSE_REASONS + ("code_error", "code_timeout")
+TEXTBOOK_REASONS = PARSE_REASONS + ("code_error", "code_timeout", "budget_exhausted")
 
 
 def _llm_failure(doc: Document) -> str | None:
     err = doc.metadata.get("llm_error")
     return str(err) if err else None
+
+
+def _llm_reason(error: str) -> str:
+    # a prompt the budget did not cover is pending, not a failed request: its own reason
+    return "budget_exhausted" if error == "budget_exhausted" else "llm_error"
 
 
 def _status_reason(result) -> str:
@@ -126,7 +132,7 @@ class ExerciseFilter(_SandboxMixin, BaseFilter):
         for i, doc in enumerate(batch):
             llm_err = _llm_failure(doc)
             if llm_err:
-                results[i] = self._reject(doc, "llm_error", llm_err)
+                results[i] = self._reject(doc, _llm_reason(llm_err), llm_err)
                 continue
             constraints = doc.metadata.get("constraints") or {}
             ex = parse_exercise(doc.text, constraints.get("function_name"), doc.metadata.get("finish_reason"))
@@ -223,7 +229,7 @@ class TextbookFilter(_SandboxMixin, BaseFilter):
             llm_err = _llm_failure(doc)
             if llm_err:
                 doc.metadata["filter_detail"] = llm_err[:500]
-                results[i] = (False, "llm_error")
+                results[i] = (False, _llm_reason(llm_err))
                 continue
             tb = parse_textbook(doc.text, doc.metadata.get("finish_reason"), require_code=self.require_code)
             doc.metadata["n_code_blocks"] = len(tb.code_blocks)

@@ -13,7 +13,7 @@ our retry/caching code and the labeling/generation steps all run for real agains
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/files`` (multipart
 upload), ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``POST /v1/batches``,
-``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``.
+``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``, ``GET /v1/models``.
 
 ``responder(body) -> str | dict``: a ``str`` becomes the message content (chat) or completion text;
 a ``dict`` is returned verbatim as the JSON response (full control, e.g. for odd finish reasons).
@@ -260,11 +260,15 @@ class OpenAITestServer:
         app.router.add_post("/v1/batches", self._create_batch)
         app.router.add_get("/v1/batches/{batch_id}", self._get_batch)
         app.router.add_post("/v1/batches/{batch_id}/cancel", self._cancel_batch)
+        app.router.add_get("/v1/models", self._models)  # readiness probe of datatrove's InferenceRunner
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "test-model", "object": "model"}]})
 
     # ------------------------------------------------------------------ helpers
     def keys_received(self) -> list[str]:

@@ -12,6 +12,7 @@ from curate.llm.cache import ResultCache
 from curate.llm.client import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, LLMClient
 from curate.llm.config import LLMConfig
 from curate.llm.pricing import DEFAULT_PRICES
+from curate.llm.task_cache import TaskCache, read_ledger
 from curate.llm.types import BudgetExceeded, LLMRequest, LLMResult
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "LLMResult",
     "BudgetExceeded",
     "ResultCache",
+    "TaskCache",
+    "read_ledger",
     "DEFAULT_PRICES",
     "BATCH_MAX_REQUESTS",
     "BATCH_MAX_BYTES",

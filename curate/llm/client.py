@@ -61,7 +61,9 @@ class LLMClient:
     cannot cover the next request's worst case, the rest come back ``error="budget_exhausted"``.
     """
 
-    def __init__(self, config: LLMConfig | dict | None = None, *, jitter_seed: int = 0, **overrides):
+    def __init__(
+        self, config: LLMConfig | dict | None = None, *, jitter_seed: int = 0, cache=None, **overrides
+    ):
         cfg = LLMConfig.coerce(
             config, **{k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
         )
@@ -81,7 +83,8 @@ class LLMClient:
         self.backoff_max_s = cfg.backoff_max_s
         self.max_retry_after_s = cfg.max_retry_after_s
         self._rng = random.Random(jitter_seed)
-        self._cache = ResultCache(self.cache_path) if self.cache_path else None
+        # ``cache``: another cache with ResultCache's interface (a cluster task's TaskCache)
+        self._cache = cache if cache is not None else (ResultCache(self.cache_path) if self.cache_path else None)
         self._warned_no_price: set[str] = set()
         self.usage = {
             "requests": 0,  # results returned
@@ -127,6 +130,15 @@ class LLMClient:
             return 0.0
         prompt_tokens = worst_case_prompt_tokens(request, self._tokenizer())
         return cost_usd(price, prompt_tokens, request.max_tokens, batch=batch)
+
+    def worst_case_usd(self, request: LLMRequest) -> float:
+        """The most ``request`` can cost online (what the budget cap reserves for it).
+
+        >>> LLMClient(cache_path=None, prices={"m": {"input": 1e6, "output": 1e6}}, model="m").worst_case_usd(
+        ...     LLMRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=3)) > 3
+        True
+        """
+        return self._worst_case_usd(self._prepare(request))
 
     def _estimate_usd(self, request: LLMRequest, batch: bool = False) -> float:
         """A typical cost (prompt ~ chars/4, completion at max_tokens): for dry runs, not for the cap."""
