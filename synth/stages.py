@@ -144,8 +144,12 @@ class SynthGenerator(PipelineStep):
         generate = self._client_results if self.backend == "client" else self._runner_results
         clean = False
         try:
-            for prompt, result in generate(prompts[lo:hi], requests[lo:hi], keys[lo:hi], cache, allowance, rank):
-                self.stat_update("cached" if result.cached else ("sent" if result.ok else result.error or "failed"))
+            for prompt, result in generate(
+                prompts[lo:hi], requests[lo:hi], keys[lo:hi], cache, allowance, rank
+            ):
+                self.stat_update(
+                    "cached" if result.cached else ("sent" if result.ok else result.error or "failed")
+                )
                 with self.track_time():
                     yield _document(self.kind, prompt, result, self.seed)
             clean = True
@@ -284,7 +288,11 @@ def dedup_shards(input_dir: str, output_dir: str, near_threshold: float = 0.8) -
     for sub in ("data", EXCLUDED_DIR):
         shutil.rmtree(out / sub, ignore_errors=True)
     has_rows = any((Path(input_dir) / "data").glob("*.parquet"))  # every prompt may have been excluded
-    docs = sorted(ShardReader(str(input_dir)).run(), key=lambda d: d.metadata.get("prompt_index", 0)) if has_rows else []
+    docs = (
+        sorted(ShardReader(str(input_dir)).run(), key=lambda d: d.metadata.get("prompt_index", 0))
+        if has_rows
+        else []
+    )
     deduper = SynthDeduplicator(threshold=near_threshold)
     kept, dropped = deduper.split(docs) if docs else ([], [])
     duplicates: dict[str, int] = {}

@@ -139,7 +139,9 @@ def read_ledger(folder: str, wanted: Iterable[str] | None = None) -> LedgerSnaps
     return snap
 
 
-def _read_record(line: bytes, path: str, offset: int, attempt: _Attempt, snap: LedgerSnapshot, wanted) -> None:
+def _read_record(
+    line: bytes, path: str, offset: int, attempt: _Attempt, snap: LedgerSnapshot, wanted
+) -> None:
     try:
         rec = json.loads(line)
         kind = rec["t"]
@@ -204,7 +206,9 @@ class TaskCache:
 
         self.folder, self.run_id, self.rank, self.roll_every = folder.rstrip("/"), run_id, rank, roll_every
         self.fs, self.root = url_to_fs(self.folder)
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
         self.attempt = uuid.uuid4().hex[:12]
         self._snapshot = snapshot
         self._lock = threading.RLock()
@@ -311,7 +315,12 @@ class TaskCache:
 
     def spent(self) -> dict:
         """What this attempt spent (``cost_usd``) and answered (``answers``)."""
-        return {"cost_usd": self.spent_usd, "prompt_tokens": 0, "completion_tokens": 0, "answers": self.answers}
+        return {
+            "cost_usd": self.spent_usd,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "answers": self.answers,
+        }
 
     def drop_stale_reservations(self, max_age_s: float = 0) -> int:
         return 0  # reservations live in memory and die with the process; a dead attempt's claim is charged

@@ -4,6 +4,7 @@ cap over several runs of 4 tasks that share no lock."""
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -23,7 +24,7 @@ os.environ.setdefault(KEY_ENV, "sk-test")
 PRICES = {"test-model": {"input": 100.0, "output": 400.0}}  # USD per 1M tokens: answers cost ~1e-2
 
 
-def textbook_responder(prompts):
+def textbook_responder(prompts, delay_s: float = 0.0):
     """Good passages, some without code, some exact duplicates of an earlier one (across shards)."""
     by_text = {p.text: p for p in prompts}
 
@@ -33,6 +34,7 @@ def textbook_responder(prompts):
                 f"```python\nitems = {list(range(p.index + 2))}\nprint(sum(items))\n```\nDone.")  # fmt: skip
 
     def respond(body):
+        time.sleep(delay_s)  # a slow model: lets a test kill a task mid-generation
         p = by_text[body["messages"][-1]["content"]]
         if p.index % 5 == 3:
             return "Only prose about " + p.constraints["subtopic"]
@@ -52,7 +54,9 @@ def run_stage(out: Path, generator: SynthGenerator, tasks: int, workers: int = 1
     """generate -> validate -> shards on `tasks` local tasks, then the dedup reduce job."""
     pipeline = [
         generator,
-        TextbookFilter(exclusion_writer=ExclusionWriter(str(out / "validated/excluded/validate"), "validate")),
+        TextbookFilter(
+            exclusion_writer=ExclusionWriter(str(out / "validated/excluded/validate"), "validate")
+        ),
         ShardWriter(str(out / "validated/data")),
     ]
     LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(out / "logs")).run()
@@ -77,7 +81,11 @@ def test_local_4_tasks_and_inference_runner_give_the_same_rows(openai_server, tm
     prompts = make_prompts("textbooks", n, seed=3)
     srv = openai_server(responder=textbook_responder(prompts))
     outputs = {}
-    for name, tasks, backend in [("one", 1, "client"), ("four", 4, "client"), ("runner", 4, "inference_runner")]:
+    for name, tasks, backend in [
+        ("one", 1, "client"),
+        ("four", 4, "client"),
+        ("runner", 4, "inference_runner"),
+    ]:
         gen = SynthGenerator("textbooks", n, str(tmp_path / name / "cache"), seed=3, llm=llm_block(srv),
                              backend=backend, chunk_size=3)  # fmt: skip
         outputs[name] = run_stage(tmp_path / name, gen, tasks, workers=2 if name == "four" else 1)
