@@ -421,8 +421,9 @@ def run_job(
 
 
 def _paid_steps(pipeline: list) -> list:
-    """Steps that would spend money (LLM calls): they expose ``estimate_cost``."""
-    return [step for step in pipeline[1:-1] if callable(getattr(step, "estimate_cost", None))]
+    """Steps that would spend money (LLM calls): they expose ``estimate_cost``. The reader counts too:
+    a generating reader (``synth_generate``) is where a synth stage spends."""
+    return [step for step in pipeline[:-1] if callable(getattr(step, "estimate_cost", None))]
 
 
 def estimate_stage(stage: PipelineStage, recipe: Recipe) -> StageResult:
@@ -435,9 +436,11 @@ def estimate_stage(stage: PipelineStage, recipe: Recipe) -> StageResult:
     if isinstance(reader, AccountedReader):  # an estimate writes no listing and no exclusion shards
         reader.listing_file, reader.exclusion_writer = None, None
     tasks = stage.executor.tasks
-    documents = [doc for rank in range(tasks) for doc in reader.run(rank=rank, world_size=tasks)]
+    paid = _paid_steps(pipeline)
+    # a paid reader is not run: reading is what would spend (it estimates its own requests)
+    documents = [] if reader in paid else [d for rank in range(tasks) for d in reader.run(rank=rank, world_size=tasks)]
     estimates = {}
-    for step in _paid_steps(pipeline):
+    for step in paid:
         label = type(step).__name__
         estimate = step.estimate_cost(documents)
         if callable(getattr(step, "write_batch_files", None)):

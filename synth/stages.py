@@ -112,6 +112,27 @@ class SynthGenerator(PipelineStep):
         cfg = self.llm
         return build_requests(prompts, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
 
+    def _unanswered(self):
+        """-> (a key-only client, every request, the requests no cache under ``cache_dir`` answered)."""
+        from curate.llm import LLMClient
+        from curate.llm.task_cache import read_ledger
+
+        requests = self.requests_of(self.prompts())
+        probe = LLMClient(self.llm.model_copy(update={"budget_usd": None}))
+        keys = [probe.key_for(r) for r in requests]
+        answered = read_ledger(self.cache_dir, wanted=keys).locations
+        return probe, requests, [r for r, k in zip(requests, keys, strict=True) if k not in answered]
+
+    def estimate_cost(self, documents=None) -> dict:
+        """Dry run: the cost estimate of every prompt no cache answered (sends nothing)."""
+        probe, requests, todo = self._unanswered()
+        return {**probe.estimate_cost(todo), "cached": len(requests) - len(todo), "prompts": len(requests)}
+
+    def write_batch_files(self, documents, folder: str) -> list:
+        """Dry run: the Batch API request files of the unanswered prompts."""
+        probe, _, todo = self._unanswered()
+        return probe.write_batch_files(todo, folder)
+
     def _allowance(self, probe, requests, keys, snapshot, rank: int, world_size: int) -> float | None:
         """This attempt's share of the budget: the rank's slice of what earlier runs left (every rank's
         unanswered requests funded in turns), less what its earlier attempts in this run were charged."""

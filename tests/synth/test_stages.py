@@ -185,3 +185,15 @@ def test_recipe_with_the_stage_form(openai_server, tmp_path):
     assert summary["prompts"] == n and summary["kept"] > 0
     assert len(srv.received) == n
     assert re.search(r"synth_generate", (tmp_path / "r/textbooks-validated/manifest.json").read_text())
+
+
+def test_dry_run_of_the_stage_recipe_sends_nothing(openai_server, tmp_path):
+    from recipes.engine import run_recipe
+
+    srv = openai_server(responder=lambda body: "unused")
+    overrides = {"out": str(tmp_path / "d"), "n": 6, "endpoint": srv.base_url, "api_key_env": KEY_ENV,
+                 "tasks": 2, "workers": 1, "diversity_embed": False}  # fmt: skip
+    result = run_recipe("phi1-textbooks-stages", overrides=overrides, dry_run=True)
+    estimate = result.stage("generate").summary["estimates"]["SynthGenerator"]
+    assert estimate["requests"] == 6 and estimate["usd"] > 0 and len(estimate["batch_files"]) == 1
+    assert srv.request_count == 0 and not (tmp_path / "d/textbooks-validated/data").exists()
