@@ -4,6 +4,7 @@ too, and no answer the caches hold is paid for again."""
 
 import threading
 import time
+from collections import Counter
 
 import pytest
 from datatrove.executor import LocalPipelineExecutor
@@ -71,16 +72,16 @@ def test_two_node_ray_matches_local_and_a_killed_node_rerun_pays_nothing_twice(o
     deadline = time.time() + 120
     while len(srv.received) < paid_local + 6 and time.time() < deadline:
         time.sleep(0.05)
+    at_kill = len(srv.received) - paid_local
     cluster.remove_node(worker, allow_graceful=False)
     runner.join(300)
+    assert 0 < at_kill < n  # the node died mid-stage
     cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     probe = LLMClient(gen.llm)
     key_of = {p.text: probe.key_for(r) for p, r in zip(prompts, gen.requests_of(prompts), strict=True)}
     mark = len(srv.received)
-    assert paid_local < mark < paid_local + 2 * n
-    cached = set(read_ledger(str(out / "cache")).locations)  # what the killed pass recorded
-    assert 0 < len(cached) < n
+    cached = set(read_ledger(str(out / "cache")).locations)  # what the first pass recorded
     # the rerun: a new run of the stage (finished tasks are skipped, the rest read every cache)
     gen = SynthGenerator("textbooks", n, str(out / "cache"), seed=7, llm=llm_block(srv, max_concurrency=1))
     run_ray(out, gen)
@@ -88,5 +89,8 @@ def test_two_node_ray_matches_local_and_a_killed_node_rerun_pays_nothing_twice(o
     for sub in ("final/data", "validated/excluded", "final/excluded"):
         assert rows(out / sub) == rows(local / sub), sub
     resent = {key_of[b["messages"][-1]["content"]] for b in srv.received[mark:]}
-    assert resent and not resent & cached  # no answer a cache holds is paid for again
+    assert not resent & cached  # no answer a cache holds is sent again
     assert resent | cached == set(key_of.values())
+    # paid twice: only requests in flight on the killed node (answered, never recorded): <= its 2 CPUs
+    answered = Counter(key_of[b["messages"][-1]["content"]] for b in srv.received[paid_local:])
+    assert sum(c - 1 for c in answered.values()) <= 2, answered
