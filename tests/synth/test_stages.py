@@ -197,3 +197,21 @@ def test_dry_run_of_the_stage_recipe_sends_nothing(openai_server, tmp_path):
     estimate = result.stage("generate").summary["estimates"]["SynthGenerator"]
     assert estimate["requests"] == 6 and estimate["usd"] > 0 and len(estimate["batch_files"]) == 1
     assert srv.request_count == 0 and not (tmp_path / "d/textbooks-validated/data").exists()
+
+
+@pytest.mark.slow  # sandbox runs of every exercise, twice (stages and job): ~40-100 s on 2 shared cores
+def test_exercise_stage_recipe_keeps_what_the_job_keeps(openai_server, tmp_path):
+    from test_generate import ExerciseResponder
+
+    from recipes.engine import run_recipe
+
+    n = 18
+    prompts = make_prompts("exercises", n, seed=0)
+    srv = openai_server(responder=ExerciseResponder(prompts))
+    overrides = {"out": str(tmp_path / "r"), "n": n, "endpoint": srv.base_url, "api_key_env": KEY_ENV,
+                 "tasks": 3, "workers": 1, "diversity_embed": False}  # fmt: skip
+    summary = run_recipe("phi1-exercises-stages", overrides=overrides).stage("dedup").summary
+    job = generate_synth("exercises", tmp_path / "job", n, llm=llm_block(srv, model="gpt-4o-mini"), workers=2)
+    assert summary["kept"] == job["kept"] > 0 and summary["prompts"] == n
+    assert summary["rejected"] == job["rejected"] and summary["duplicates"] == job["duplicates"]
+    assert [r["id"] for r in rows(tmp_path / "r/exercises/data")] == [r["id"] for r in rows(tmp_path / "job/data")]
