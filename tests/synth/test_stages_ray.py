@@ -17,7 +17,7 @@ from synth.stages import SynthGenerator, dedup_shards
 from synth.validate import TextbookFilter
 
 ray = pytest.importorskip("ray")
-from test_stages import llm_block, rows, textbook_responder  # noqa: E402
+from test_stages import PRICES, llm_block, rows, textbook_responder  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +64,12 @@ def test_two_node_ray_matches_local_and_a_killed_node_rerun_pays_nothing_twice(o
     expected = dedup_shards(str(local / "validated"), str(local / "final"))
     paid_local = len(srv.received)
 
-    # the same stage on two nodes, with the worker node killed while tasks are mid-generation
+    # the same stage on two nodes, with the worker node killed while tasks are mid-generation, under a
+    # budget: the killed tasks are charged their claims, and what the server bills stays under it
     out = tmp_path / "ray"
-    gen = SynthGenerator("textbooks", n, str(out / "cache"), seed=7, llm=llm_block(srv, max_concurrency=1))
+    worst = LLMClient(model="test-model", prices=PRICES).worst_case_usd(gen.requests_of(prompts)[0])
+    llm = llm_block(srv, max_concurrency=1, budget_usd=40 * worst)
+    gen = SynthGenerator("textbooks", n, str(out / "cache"), seed=7, llm=llm)
     runner = threading.Thread(target=run_ray, args=(out, gen))
     runner.start()
     deadline = time.time() + 120
@@ -83,7 +86,7 @@ def test_two_node_ray_matches_local_and_a_killed_node_rerun_pays_nothing_twice(o
     mark = len(srv.received)
     cached = set(read_ledger(str(out / "cache")).locations)  # what the first pass recorded
     # the rerun: a new run of the stage (finished tasks are skipped, the rest read every cache)
-    gen = SynthGenerator("textbooks", n, str(out / "cache"), seed=7, llm=llm_block(srv, max_concurrency=1))
+    gen = SynthGenerator("textbooks", n, str(out / "cache"), seed=7, llm=llm)
     run_ray(out, gen)
     assert dedup_shards(str(out / "validated"), str(out / "final")) == expected
     for sub in ("final/data", "validated/excluded", "final/excluded"):
@@ -94,3 +97,7 @@ def test_two_node_ray_matches_local_and_a_killed_node_rerun_pays_nothing_twice(o
     # paid twice: only requests in flight on the killed node (answered, never recorded): <= its 2 CPUs
     answered = Counter(key_of[b["messages"][-1]["content"]] for b in srv.received[paid_local:])
     assert sum(c - 1 for c in answered.values()) <= 2, answered
+    price = PRICES["test-model"]
+    billed = sum(e["usage"]["prompt_tokens"] * price["input"] + e["usage"]["completion_tokens"] * price["output"]
+                 for e in srv.events[paid_local:] if e.get("usage")) / 1e6  # fmt: skip
+    assert billed <= read_ledger(str(out / "cache")).charged() <= 40 * worst
