@@ -111,10 +111,12 @@ def test_rerun_on_another_task_count_reads_every_cache(openai_server, tmp_path):
     n = 12
     prompts = make_prompts("textbooks", n, seed=1)
     srv = openai_server(responder=textbook_responder(prompts))
-    cache = str(tmp_path / "cache")
-    run_stage(tmp_path / "a", SynthGenerator("textbooks", n, cache, seed=1, llm=llm_block(srv)), tasks=4)
+    cache = f"memory://{tmp_path.name}/cache"  # an fsspec URL (s3:// works the same); tasks run in-process
+    llm = llm_block(srv, budget_usd=1000.0)  # with a budget: claims close their segment (object store)
+    run_stage(tmp_path / "a", SynthGenerator("textbooks", n, cache, seed=1, llm=llm), tasks=4)
     sent = len(srv.received)
-    run_stage(tmp_path / "b", SynthGenerator("textbooks", n, cache, seed=1, llm=llm_block(srv)), tasks=3)
+    assert read_ledger(cache).spent()["answers"] == n
+    run_stage(tmp_path / "b", SynthGenerator("textbooks", n, cache, seed=1, llm=llm), tasks=3)
     assert sent == n and len(srv.received) == n  # 3 tasks answered everything from 4 tasks' files
     assert rows(tmp_path / "a/final/data") == rows(tmp_path / "b/final/data")
 
