@@ -473,10 +473,11 @@ def load_data(cfg):
 
     Returns ``(token file header, model config, training windows, validation windows)``.
     """
-    from train.prepare import TokenFile, TokenFileError
+    from train.prepare import TokenFileError
+    from train.shards import open_tokens
     from train.tokenizer import load_tokenizer, tokenizer_hash
 
-    data = TokenFile(cfg.tokens, verify=cfg.verify_tokens)
+    data = open_tokens(cfg.tokens, verify=cfg.verify_tokens)  # datatrove shards or the flat file
     tok_hash = tokenizer_hash(load_tokenizer(cfg.tokenizer)) if cfg.tokenizer else None
     model_config = build_model_config(cfg, eos_token_id=data.header.get("eos_id"))
     data.check_compatible(vocab_size=model_config.vocab_size, tokenizer_hash=tok_hash)
