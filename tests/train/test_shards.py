@@ -27,7 +27,9 @@ def corpus(tmp_path_factory):
 
 
 def _documents(tf) -> list[bytes]:
-    return [np.asarray(tf.tokens[a:b]).tobytes() for a, b in zip(tf.offsets[:-1], tf.offsets[1:])]
+    return [
+        np.asarray(tf.tokens[a:b]).tobytes() for a, b in zip(tf.offsets[:-1], tf.offsets[1:], strict=True)
+    ]
 
 
 def test_four_tasks_write_the_same_bytes_as_one(corpus):
