@@ -122,3 +122,30 @@ def test_a_third_party_plug_is_found_by_its_entry_point(runs, tmp_path, monkeypa
     assert (out / "marked.txt").read_text() == "2" and summary["steps"] == 2
     with pytest.raises(ValidationError, match="trainer"):
         TrainConfig(tokens="t", output_dir="o", trainer="nosuch")
+
+
+@pytest.mark.slow  # ~70 s on the 2-core VM: tokenizer, 3 token files, 3 runs, conditional-loss scoring
+def test_the_ablation_runs_with_the_trainer_plug(tmp_path):
+    from train_testdata import stdlib_files
+
+    from train.ablate import AblationConfig, ablate
+
+    texts = [(p.name, p.read_text(encoding="utf-8", errors="replace")) for p in stdlib_files(16)]
+    everything = make_shards(tmp_path / "all", texts=texts)
+    short = make_shards(tmp_path / "short", texts=sorted(texts, key=lambda t: len(t[1]))[:8])
+    train_keys = {k: TINY[k] for k in ("preset", "seq_len", "mixed_precision", "cpu", "tensorboard", "lr")}
+    result = ablate(AblationConfig(
+        output_dir=str(tmp_path / "out"), variants={"all": str(everything), "short": str(short)},
+        random_controls={"short": "all"}, seeds=[0], token_budget=8 * 64 * 3, vocab_size=512, eval_points=1,
+        eval_limit=2, eval_max_len=64, benchmarks=["humaneval"], trainer="hf",
+        train={**train_keys, "vocab_size": 512, "global_batch_size": 8, "micro_batch_size": 8, "warmup_steps": 1,
+               "val_tokens": 2000, "eval_windows": 2},
+    ))  # fmt: skip
+    assert {(r["variant"], r["steps"]) for r in result["runs"]} == {
+        ("all", 3),
+        ("short", 3),
+        ("random-short", 3),
+    }
+    assert all(r["final"]["humaneval_bpc"] > 0 and r["curve"][-1]["step"] == 3 for r in result["runs"])
+    config = json.loads((tmp_path / "out/runs/all/seed_0/train_config.json").read_text())
+    assert config["trainer"] == "hf"
