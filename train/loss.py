@@ -157,18 +157,25 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def memory_probe(model, optimizer, seq_len: int, vocab_size: int, device) -> Callable[[int], bool]:
+def memory_probe(
+    model, optimizer, seq_len: int, vocab_size: int, device, autocast=None
+) -> Callable[[int], bool]:
     """``fits(micro_batch)``: one forward + backward on random tokens and the optimizer's state
     allocated (an AdamW step at lr 0, then the state dropped), with the RNG restored afterwards, so
-    training starts exactly as it would have without the probe."""
+    training starts exactly as it would have without the probe. ``autocast``: a context factory for
+    the forward pass (the training's mixed precision, e.g. ``accelerator.autocast``)."""
+    from contextlib import nullcontext
+
+    autocast = autocast or nullcontext
 
     def fits(micro_batch: int) -> bool:
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
         lrs = [group["lr"] for group in optimizer.param_groups]
         try:
-            x = torch.randint(0, vocab_size, (micro_batch, seq_len), device=device)
-            total, count = forward_loss(model, x, x)
+            x, y = torch.randint(0, vocab_size, (2, micro_batch, seq_len), device=device)
+            with autocast():
+                total, count = forward_loss(model, x, y)
             (total / count).backward()
             for group in optimizer.param_groups:
                 group["lr"] = 0.0

@@ -555,11 +555,12 @@ def setup(cfg) -> Run:
 
         use_chunked_loss(model, cfg.loss_chunk_tokens)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, accelerator.device)
+    if cfg.auto_micro_batch:  # probed eagerly, before compiling: one compilation, not one per probed size
+        model.to(accelerator.device)
+        accum = fit_micro_batch(cfg, accelerator, model, optimizer, model_config.vocab_size)
     if cfg.compile:
         model.compile()  # in place: state-dict keys stay plain, checkpoints load compiled or not
     model, optimizer = accelerator.prepare(model, optimizer)
-    if cfg.auto_micro_batch:
-        accum = fit_micro_batch(cfg, accelerator, model, optimizer, model_config.vocab_size)
     return Run(
         cfg=cfg,
         accelerator=accelerator,
@@ -584,7 +585,7 @@ def fit_micro_batch(cfg, accelerator, model, optimizer, vocab_size: int) -> int:
     from train.loss import largest_micro_batch, memory_probe
 
     world = accelerator.num_processes
-    fits = memory_probe(model, optimizer, cfg.seq_len, vocab_size, accelerator.device)
+    fits = memory_probe(model, optimizer, cfg.seq_len, vocab_size, accelerator.device, accelerator.autocast)
     local = largest_micro_batch(fits, cfg.global_batch_size // world, upper=cfg.micro_batch_size)
     # every rank must agree: the smallest rank's answer is the one that fits everywhere
     import torch
