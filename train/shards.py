@@ -20,9 +20,9 @@ Output directory (datatrove's layout, plus one JSON of ours written last)::
 Who reads it: our loop (:class:`ShardTokenFile`, memory-mapped, with the same window arithmetic and
 exact resume as the flat format: windows are cut from the concatenated stream of the listed files);
 transformers' ``Trainer`` through :class:`train.plugins.WindowDataset` over the same windows; and
-nanotron, whose ``TokenizedBytes`` datasets (``dataset_folder``) load a folder of datatrove ``.ds``
-files with ``datatrove.utils.dataset.DatatroveFolderDataset`` (``.ds`` + ``.ds.index``, the token size
-from the tokenizer's vocabulary), i.e. exactly this directory.
+nanotron, whose ``Nanoset`` datasets (``src/nanotron/data/nanoset.py``: one ``dataset_folder`` per
+dataset) open every ``*.ds`` file of a folder with ``datatrove.utils.dataset.DatatroveFolderDataset``
+(``token_size`` 2 for vocabularies up to 65,536), i.e. exactly this directory.
 
 The flat format of :mod:`train.prepare` stays readable (:func:`open_tokens` takes either); one command
 converts it: ``textbooks convert-tokens OLD NEW`` (:func:`convert_tokens`, document order kept).

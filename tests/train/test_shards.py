@@ -54,8 +54,9 @@ def test_shards_hold_the_flat_formats_documents_and_datatrove_reads_them(corpus)
     assert ds.n_docs == flat.n_docs == 24 and ds.n_tokens == flat.n_tokens
     assert sorted(_documents(ds)) == sorted(_documents(flat))  # same ids, EOS after each document
     assert all(doc[-2:] == np.uint16(ds.header["eos_id"]).tobytes() for doc in _documents(ds))
-    # datatrove's reader (nanotron's TokenizedBytes datasets use it) sees the same token stream
-    reader = DatatroveFolderDataset(str(corpus["root"] / "ds1"), seq_len=64, token_size=2)
+    # datatrove's reader, opened as nanotron's Nanoset opens a dataset folder (its *.ds files, not
+    # recursive), sees the same stream
+    reader = DatatroveFolderDataset(str(corpus["root"] / "ds1"), 64, "*.ds", recursive=False, token_size=2)
     for i in (0, 5):
         window = reader[i]["input_ids"].numpy()
         assert np.array_equal(window, np.asarray(ds.tokens[i * 65 : i * 65 + 65], dtype=np.int64))
