@@ -149,3 +149,15 @@ def test_the_ablation_runs_with_the_trainer_plug(tmp_path):
     assert all(r["final"]["humaneval_bpc"] > 0 and r["curve"][-1]["step"] == 3 for r in result["runs"])
     config = json.loads((tmp_path / "out/runs/all/seed_0/train_config.json").read_text())
     assert config["trainer"] == "hf"
+
+
+def test_recipes_take_the_trainer_and_name_a_bad_one():
+    from recipes.schema import RecipeError, load_recipe
+
+    assert load_recipe("tiny-cpu", ["stages.train.with.trainer=hf"]).stages[2].with_["trainer"] == "hf"
+    assert (
+        load_recipe("ablate-phi1-small", ["stages.ablate.with.trainer=hf"]).stages[0].with_["trainer"] == "hf"
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe("tiny-cpu", ["stages.train.with.trainer=nosuch"])
+    assert any(k == "stages[2].with.trainer" and "unknown trainer" in m for k, m in info.value.problems)
