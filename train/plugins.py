@@ -144,6 +144,8 @@ class HFTrainer:
             write_run_files,
         )
 
+        if cfg.auto_micro_batch:
+            raise ValueError("auto_micro_batch is a feature of trainer 'ours'; set micro_batch_size for 'hf'")
         header, model_config, train_data, val_data = load_data(cfg)
         out = Path(cfg.output_dir)
         args = TrainingArguments(**self.arguments(cfg, out / CHECKPOINTS_DIR))

@@ -5,7 +5,8 @@
 # unfiltered vs filtered vs random-filtered, 3 seeds, HumanEval + MBPP solution bits per character.
 # Sizing: benchmarks/bench_ablate_scaling.py (CPU scaling, extrapolated with the measured H200 figures;
 # RESULTS.md, issue 23). No run starts after ABLATE_DEADLINE_S (default 450 s), seed by seed.
-# Prepare here first:  python benchmarks/gpu/ablate_prep.py --ablation textbooks-out/ablate-quickstart --out gpu-data/ablate
+# Prepare here first (CPU, after `textbooks run quickstart`; no CPU training needed):
+#   python benchmarks/gpu/ablate_prep.py --quickstart textbooks-out/quickstart --ablation textbooks-out/ablate-data --out gpu-data/ablate
 # Run from the repository root (carry gpu-data/ablate):  bash benchmarks/gpu/ablate.sh
 #   PRESET=phi-1-small BUDGET=2000000 bash benchmarks/gpu/ablate.sh     # the earlier run's setting
 #   TINY=1 bash benchmarks/gpu/ablate.sh                               # the same path on CPU in ~1 min (checks)
