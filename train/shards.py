@@ -108,6 +108,7 @@ def tokenize_shards(
     )  # fmt: skip
     merge.run()
     merged = sorted(p.name for p in (work / "merged").glob("*.ds"))
+    (out / SHARD_HEADER).unlink(missing_ok=True)  # first: a kill below leaves an incomplete directory
     for old in out.glob("*.ds*"):
         old.unlink()
     for path in (work / "merged").iterdir():
