@@ -1,5 +1,5 @@
 """The ``textbooks`` command line: ``run``, ``validate``, ``list``, ``report``, ``eval``, ``train``, ``ablate``,
-``train-classifier`` and ``eval-filter``.
+``tokenize``, ``convert-tokens``, ``train-classifier`` and ``eval-filter``.
 
 Examples::
 
@@ -492,6 +492,38 @@ def train_(
     from train.trainer import train_from_file
 
     emit(train_from_file(config, overrides or []), as_json)
+
+
+@app.command("tokenize")
+@handles_errors
+def tokenize_(
+    shards: str = typer.Argument(..., help="Shard directory (DIR/data/*.parquet)."),
+    tokenizer: str = typer.Argument(..., help="Tokenizer directory (its tokenizer.json) or file."),
+    output: str = typer.Argument(..., help="Token directory to write (datatrove .ds shards)."),
+    tasks: int = typer.Option(1, help="datatrove tasks (the output does not depend on it)."),
+    workers: int = typer.Option(1, help="Tasks run at once."),
+    seed: int = typer.Option(0, help="Seed of the document order."),
+    as_json: bool = JSON_OPTION,
+):
+    """Tokenize shards into datatrove token shards (our loop, transformers' Trainer and nanotron read them)."""
+    from train.shards import tokenize_shards
+
+    emit(tokenize_shards(shards, tokenizer, output, tasks=tasks, workers=workers, seed=seed), as_json)
+
+
+@app.command("convert-tokens")
+@handles_errors
+def convert_tokens_(
+    source: str = typer.Argument(
+        ..., help="A flat token directory (prepare_tokens: tokens.bin + header.json)."
+    ),
+    output: str = typer.Argument(..., help="The datatrove token directory to write."),
+    as_json: bool = JSON_OPTION,
+):
+    """Convert a flat token directory into datatrove .ds shards (same tokens, same document order)."""
+    from train.shards import convert_tokens
+
+    emit(convert_tokens(source, output), as_json)
 
 
 def _render_ablation(result: dict) -> None:

@@ -51,6 +51,7 @@ PER_RUN_FIELDS = (
     "save_every",
     "keep_last",
     "eval_every",
+    "trainer",
 )
 
 
@@ -69,6 +70,7 @@ class AblationConfig(BaseModel):
     token_budget: int = Field(gt=0, description="training tokens per run, equal for every run")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
+    trainer: str = Field("ours", description="trainer plug for every run: ours | hf | an entry point")
     tokenizer: str | None = Field(None, description="a tokenizer to use; default: train one")
     tokenizer_from: str | None = Field(None, description="variant to train the tokenizer on (default: first)")
     vocab_size: int = Field(4096, gt=255)
@@ -260,7 +262,7 @@ def run_training(
     every = -(-steps // cfg.eval_points)  # ceil: the last evaluated checkpoint is the final step
     run_config = cfg.train_config(
         tokens=variant["tokens"], tokenizer=tokenizer, output_dir=str(run_dir), seed=seed,
-        max_steps=steps, save_every=every, eval_every=every, keep_last=cfg.eval_points + 1,
+        max_steps=steps, save_every=every, eval_every=every, keep_last=cfg.eval_points + 1, trainer=cfg.trainer,
     )  # fmt: skip
     recorded = run_dir / "train_config.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != json.loads(run_config.model_dump_json()):
@@ -290,14 +292,11 @@ def load_checkpoint_model(run_dir: Path, checkpoint: Path):
 def evaluate_checkpoints(cfg: AblationConfig, run_dir: Path, tokenizer, items: dict) -> list[dict[str, Any]]:
     """Conditional loss of every kept checkpoint (cached in ``eval/step_N.json``), by step."""
     from train.evaluate.condloss import conditional_loss
-    from train.trainer import CHECKPOINTS_DIR, STATE_NAME
+    from train.plugins import get_trainer
 
     max_len = cfg.eval_max_len or cfg.train_config(tokens="-", output_dir="-").seq_len
     points = []
-    for checkpoint in sorted((run_dir / CHECKPOINTS_DIR).glob("step_*")):
-        if checkpoint.suffix == ".tmp" or not (checkpoint / STATE_NAME).is_file():
-            continue
-        step = json.loads((checkpoint / STATE_NAME).read_text())["step"]
+    for step, checkpoint in get_trainer(cfg.trainer).checkpoints(run_dir):  # each plug knows its layout
         cached = run_dir / "eval" / f"step_{step:08d}.json"
         if not cached.is_file():
             model = load_checkpoint_model(run_dir, checkpoint)

@@ -41,8 +41,21 @@ class TrainConfig(BaseModel):
         None, gt=0, description="the model's context; default: the preset's (set it to train longer windows)"
     )
     dropout: float | None = Field(None, ge=0, lt=1, description="override the preset's 0.1 dropouts")
-    attn_implementation: str = "auto"
-    compile: bool = False
+    attn_implementation: str = Field(
+        "auto",
+        description="auto (flash_attention_2 when flash-attn is installed on a GPU, else sdpa), sdpa, eager, ...",
+    )
+    compile: bool = Field(False, description="torch.compile the model")
+    loss: Literal["plain", "chunked"] = Field(
+        "plain", description="chunked: linear cross-entropy by chunks of tokens, never the full logits"
+    )
+    loss_chunk_tokens: int = Field(4096, gt=0, description="tokens per chunk of the chunked loss")
+    auto_micro_batch: bool = Field(
+        False,
+        description="use the largest micro batch <= micro_batch_size that fits (probed before step one)",
+    )
+    # the training loop: ours (Accelerate), hf (transformers' Trainer) or a plug-in's name
+    trainer: str = Field("ours", description="trainer plug: ours | hf | an entry point of textbooks.trainers")
     # optimisation
     global_batch_size: int = Field(1024, gt=0, description="sequences per optimizer step, all devices")
     micro_batch_size: int = Field(8, gt=0, description="sequences per forward pass per device")
@@ -76,6 +89,15 @@ class TrainConfig(BaseModel):
         if self.init_from and self.max_position_embeddings is not None:
             raise ValueError("max_position_embeddings comes from init_from's model; do not set both")
         return self
+
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer(cls, trainer: str) -> str:
+        from train.plugins import available_trainers  # names only: no plug-in is imported here
+
+        if trainer not in available_trainers():
+            raise ValueError(f"unknown trainer {trainer!r}; choose one of {sorted(available_trainers())}")
+        return trainer
 
     @field_validator("preset")
     @classmethod

@@ -4,7 +4,9 @@ The numbers are the paper's (Gunasekar et al. 2023, "Textbooks Are All You Need"
 phi-1 (1.3B) has 24 layers, hidden size 2048, MLP 8192, 32 heads of 64 dims, rotary embeddings on
 half of each head (rotary dim 32), and codegen's 51,200-entry embedding; phi-1-small (350M) has 20
 layers, hidden 1024, MLP 4096 and 16 heads. Both use dropout 0.1 (the attention, residual and
-embedding dropouts PhiConfig exposes). ``tiny`` is a 2-layer model for CPU tests.
+embedding dropouts PhiConfig exposes). ``phi-1-mini`` (12 x 768), ``phi-1-micro`` (8 x 512) and
+``phi-1-nano`` (6 x 384) keep phi-1's shape at smaller widths for short GPU ablations; ``tiny`` is a
+2-layer model for CPU tests.
 
 Example:
     >>> from train.presets import phi_config, build_model
@@ -32,6 +34,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden_size": 1024,
         "intermediate_size": 4096,
         "num_attention_heads": 16,
+        "vocab_size": 51200,
+        "max_position_embeddings": 2048,
+    },
+    # smaller proxies for equal-token ablations on one GPU in minutes (benchmarks/gpu/ablate.sh): the
+    # phi-1 shape (head dim 64, MLP 4x, partial rotary) at GPT-2-small-like and smaller widths
+    "phi-1-mini": {
+        "num_hidden_layers": 12,
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_attention_heads": 12,
+        "vocab_size": 51200,
+        "max_position_embeddings": 2048,
+    },
+    "phi-1-micro": {
+        "num_hidden_layers": 8,
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_attention_heads": 8,
+        "vocab_size": 51200,
+        "max_position_embeddings": 2048,
+    },
+    "phi-1-nano": {
+        "num_hidden_layers": 6,
+        "hidden_size": 384,
+        "intermediate_size": 1536,
+        "num_attention_heads": 6,
         "vocab_size": 51200,
         "max_position_embeddings": 2048,
     },

@@ -473,10 +473,11 @@ def load_data(cfg):
 
     Returns ``(token file header, model config, training windows, validation windows)``.
     """
-    from train.prepare import TokenFile, TokenFileError
+    from train.prepare import TokenFileError
+    from train.shards import open_tokens
     from train.tokenizer import load_tokenizer, tokenizer_hash
 
-    data = TokenFile(cfg.tokens, verify=cfg.verify_tokens)
+    data = open_tokens(cfg.tokens, verify=cfg.verify_tokens)  # datatrove shards or the flat file
     tok_hash = tokenizer_hash(load_tokenizer(cfg.tokenizer)) if cfg.tokenizer else None
     model_config = build_model_config(cfg, eos_token_id=data.header.get("eos_id"))
     data.check_compatible(vocab_size=model_config.vocab_size, tokenizer_hash=tok_hash)
@@ -512,6 +513,16 @@ def init_model(cfg, model_config):
     )
 
 
+def write_run_files(cfg, header: dict, model_config) -> None:
+    """The run's config, its data's header and the model config, in ``output_dir`` (every trainer plug
+    writes them: the ablation and export read ``model_config.json``)."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(cfg.model_dump_json(indent=2))
+    (out / "data.json").write_text(json.dumps(header, indent=2))
+    model_config.to_json_file(str(out / "model_config.json"))
+
+
 def setup(cfg) -> Run:
     """Checks, devices, precision and accumulation, model and optimizer: everything before step one."""
     from accelerate import Accelerator, PartialState
@@ -533,17 +544,20 @@ def setup(cfg) -> Run:
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
         ds_config["gradient_accumulation_steps"] = accum
-    out = Path(cfg.output_dir)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(cfg.model_dump_json(indent=2))
-        (out / "data.json").write_text(json.dumps(header, indent=2))
-        model_config.to_json_file(str(out / "model_config.json"))
+        write_run_files(cfg, header, model_config)
 
     set_seed(cfg.seed)
     model = init_model(cfg, model_config)
     n_params = count_parameters(model)
+    if cfg.loss == "chunked":
+        from train.loss import use_chunked_loss
+
+        use_chunked_loss(model, cfg.loss_chunk_tokens)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, accelerator.device)
+    if cfg.auto_micro_batch:  # probed eagerly, before compiling: one compilation, not one per probed size
+        model.to(accelerator.device)
+        accum = fit_micro_batch(cfg, accelerator, model, optimizer, model_config.vocab_size)
     if cfg.compile:
         model.compile()  # in place: state-dict keys stay plain, checkpoints load compiled or not
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -562,6 +576,30 @@ def setup(cfg) -> Run:
         ),
         peak=peak_flops(accelerator.device, cfg.peak_flops, matmul_precision(cfg.mixed_precision)),
     )
+
+
+def fit_micro_batch(cfg, accelerator, model, optimizer, vocab_size: int) -> int:
+    """Set ``cfg.micro_batch_size`` to the largest divisor of the per-device batch, at most the
+    configured one, that fits one real step (:func:`train.loss.largest_micro_batch`); returns the new
+    accumulation. The data order does not depend on it (see the module docstring)."""
+    from train.loss import largest_micro_batch, memory_probe
+
+    world = accelerator.num_processes
+    fits = memory_probe(model, optimizer, cfg.seq_len, vocab_size, accelerator.device, accelerator.autocast)
+    local = largest_micro_batch(fits, cfg.global_batch_size // world, upper=cfg.micro_batch_size)
+    # every rank must agree: the smallest rank's answer is the one that fits everywhere
+    import torch
+
+    found = (
+        int(accelerator.reduce(torch.tensor(local, device=accelerator.device), "min")) if world > 1 else local
+    )
+    cfg.micro_batch_size = found
+    accum = grad_accum_steps(cfg.global_batch_size, found, world)
+    accelerator.gradient_accumulation_steps = accum
+    accelerator.print(f"auto micro batch: {found} sequences x {accum} accumulation")
+    if accelerator.is_main_process:
+        (Path(cfg.output_dir) / "train_config.json").write_text(cfg.model_dump_json(indent=2))
+    return accum
 
 
 def resume(run: Run) -> tuple[int, str | None]:
@@ -630,6 +668,8 @@ def train_step(model, optimizer, accelerator, batches: list, grad_clip: float | 
     """
     import torch
 
+    from train.loss import forward_loss
+
     device = accelerator.device
     local_targets = torch.tensor(sum(int((y != -100).sum()) for _, y in batches), device=device)
     n_targets = accelerator.reduce(local_targets, "sum").clamp(min=1)
@@ -637,7 +677,7 @@ def train_step(model, optimizer, accelerator, batches: list, grad_clip: float | 
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     for x, y in batches:
         with accelerator.accumulate(model):
-            total, _ = token_loss(model(input_ids=x.to(device)).logits, y.to(device))
+            total, _ = forward_loss(model, x.to(device), y.to(device))
             accelerator.backward(total / per_micro_batch)
         loss_sum += total.detach()
     grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip else None
@@ -650,6 +690,8 @@ def estimate_loss(model, accelerator, val_data: TokenWindows, n_windows: int, mi
     """Mean token loss on the first ``n_windows`` held-out windows (split across ranks); None if none."""
     import torch
 
+    from train.loss import forward_loss
+
     n = min(n_windows, val_data.n_windows)
     if n == 0:
         return None
@@ -659,9 +701,7 @@ def estimate_loss(model, accelerator, val_data: TokenWindows, n_windows: int, mi
     with torch.no_grad():
         for i in range(0, len(mine), micro_batch_size):
             x, y = val_data.batch(mine[i : i + micro_batch_size])
-            loss_sum, count = token_loss(
-                model(input_ids=x.to(accelerator.device)).logits, y.to(accelerator.device)
-            )
+            loss_sum, count = forward_loss(model, x.to(accelerator.device), y.to(accelerator.device))
             total += torch.stack([loss_sum.double(), count.double()])
     total = accelerator.reduce(total, "sum")
     model.train()
@@ -752,7 +792,8 @@ def run_throughput(run: Run, step_times: list[float]) -> float | None:
 
 
 def train(config=None, **overrides: Any) -> dict[str, Any]:
-    """Train (or fine-tune) a ``PhiForCausalLM`` and return a summary dict.
+    """Train (or fine-tune) a ``PhiForCausalLM`` and return a summary dict: our loop, or the plug named
+    by ``trainer`` (:mod:`train.plugins`).
 
     ``config`` is a :class:`train.config.TrainConfig` or a dict of its fields; ``overrides`` replace
     fields. Also the ``train`` recipe job (``fn(**with)``). Everything that can be checked before
@@ -765,6 +806,10 @@ def train(config=None, **overrides: Any) -> dict[str, Any]:
     """
     require_extra("train", "train()")
     cfg = as_config(config, overrides)
+    if cfg.trainer != "ours":  # another plug (transformers' Trainer, a third party's): same contract
+        from train.plugins import get_trainer
+
+        return get_trainer(cfg.trainer).train(cfg)
     run = setup(cfg)
     step, resumed_from = resume(run)
     train_loss = val_loss = None

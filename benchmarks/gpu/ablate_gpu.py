@@ -1,8 +1,12 @@
-"""phi-1-small equal-token ablation on one GPU from the folder ``ablate_prep.py`` made: every variant x
+"""Equal-token ablation on one GPU (default: phi-1-micro, 12M tokens per run) from the folder
+``ablate_prep.py`` made: every variant x
 seed trained for the same tokens (same schedule, same windows per seed), then scored by HumanEval/MBPP
 solution bits per character and its own validation loss. Needs torch, transformers and numpy only.
 
-    PYTHONPATH=. python benchmarks/gpu/ablate_gpu.py --data gpu-data/ablate --budget 2000000 --out "$OUT"
+    PYTHONPATH=. python benchmarks/gpu/ablate_gpu.py --data gpu-data/ablate --out "$OUT"
+
+Runs go seed by seed (every variant of seed 0, then of seed 1, ...) and no run starts after
+``--deadline-s``, so a slower GPU than estimated gives fewer seeds, not a missing variant.
 
 The loop uses the trainer's own pieces (``train.trainer`` imports without pydantic; ``train()`` itself
 needs it for its config, and the GPU machine lacks it): ``make_optimizer`` (AdamW (0.9, 0.98), weight
@@ -113,17 +117,52 @@ def summarize(meta: dict, runs: list[dict]) -> dict:
     variants = {
         name: {m: stats([r["final"][m] for r in runs if r["variant"] == name]) for m in runs[0]["final"]}
         for name in meta["variants"]
+        if any(r["variant"] == name for r in runs)  # a partial result (written after every run)
     }
     comparisons = []
-    for name in meta["variants"]:
-        if name.startswith("random-"):
+    for name in variants:
+        if name.startswith("random-") and name.removeprefix("random-") in variants:
             filtered = name.removeprefix("random-")
-            for other in [name] + [v for v in meta["variants"] if v not in (filtered, name)]:
+            for other in [name] + [v for v in variants if v not in (filtered, name)]:
                 for metric in COMPARED:
                     if metric in variants[filtered]:
                         comparisons.append({"first": filtered, "second": other, "metric": metric,
                                             **compare(variants[filtered][metric], variants[other][metric])})  # fmt: skip
     return {"variants": variants, "comparisons": comparisons}
+
+
+def markdown(result: dict) -> str:
+    """The table for RESULTS.md: mean +- std over seeds per variant, then the comparisons."""
+    metrics = [
+        m for m in ("humaneval_bpc", "mbpp_bpc", "val_loss") if m in next(iter(result["variants"].values()))
+    ]
+    lines = [
+        "| variant (tokens available) | " + " | ".join(metrics) + " |",
+        "| --- |" + " ---: |" * len(metrics),
+    ]
+    for name, stats in result["variants"].items():
+        available = next(r["variant_tokens"] for r in result["runs"] if r["variant"] == name)
+        cells = [f"{stats[m]['mean']:.4f} +- {stats[m]['std']:.4f} (n={stats[m]['n']})" for m in metrics]
+        lines.append(f"| {name} ({available / 1e6:.2f}M) | " + " | ".join(cells) + " |")
+    lines.append("")
+    for c in result["comparisons"]:
+        lines.append(f"- {c['first']} vs {c['second']} {c['metric']}: {c['diff']:+.4f} ({c['verdict']})")
+    return "\n".join(lines) + "\n"
+
+
+def write_result(args, meta: dict, runs: list[dict], started: float) -> dict:
+    """ablate_gpu.json and ablate_gpu.md, rewritten after every run (a cut run keeps what it finished)."""
+    import torch
+
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else args.device
+    summary = summarize(meta, runs) if runs else {"variants": {}, "comparisons": []}
+    result = {"device": device, "args": vars(args), "wall_s": time.perf_counter() - started, "runs": runs,
+              **summary}  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablate_gpu.json").write_text(json.dumps(result, indent=2))
+    (out / "ablate_gpu.md").write_text(markdown(result))
+    return result
 
 
 def main() -> None:
@@ -132,30 +171,38 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="gpu-data/ablate")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
-    parser.add_argument("--budget", type=int, default=2_000_000, help="training tokens per run")
+    parser.add_argument("--budget", type=int, default=12_000_000, help="training tokens per run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--val-tokens", type=int, default=200_000)
-    parser.add_argument("--preset", default="phi-1-small")
+    parser.add_argument("--preset", default="phi-1-micro")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--deadline-s", type=float, default=float(os.environ.get("ABLATE_DEADLINE_S", 450)),
+                        help="start no run after this many seconds (every seed's runs finish together)")  # fmt: skip
     args = parser.parse_args()
     meta = json.loads((Path(args.data) / "prep.json").read_text())
     items = json.loads((Path(args.data) / "items.json").read_text())
     torch.backends.cuda.matmul.allow_tf32 = True
     runs, t0 = [], time.perf_counter()
-    for variant in meta["variants"]:
-        for seed in [int(s) for s in args.seeds.split(",")]:
+    # seed-major: every finished seed has all variants, so a deadline cut still compares them
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for variant in meta["variants"]:
+            elapsed = time.perf_counter() - t0
+            per_run = elapsed / len(runs) if runs else 0.0
+            if elapsed + per_run > args.deadline_s:
+                print(f"deadline: {elapsed:.0f} s spent, a run takes ~{per_run:.0f} s; stopping", flush=True)
+                break
             runs.append(train_one(args, meta, variant, seed, items))
-            print(json.dumps({k: v for k, v in runs[-1].items()}), flush=True)
-    device = torch.cuda.get_device_name(0) if args.device == "cuda" else args.device
-    result = {"device": device, "args": vars(args), "wall_s": time.perf_counter() - t0,
-              "runs": runs, **summarize(meta, runs)}  # fmt: skip
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "ablate_gpu.json").write_text(json.dumps(result, indent=2))
-    for c in result["comparisons"]:
-        print(f"{c['first']} vs {c['second']} {c['metric']}: {c['diff']:+.4f} ({c['verdict']})")
+            print(json.dumps(runs[-1]), flush=True)
+            write_result(args, meta, runs, t0)
+        else:
+            continue
+        break
+    complete = [r for r in runs if sum(x["seed"] == r["seed"] for x in runs) == len(meta["variants"])]
+    result = write_result(args, meta, complete, t0)
+    print(markdown(result))
 
 
 if __name__ == "__main__":

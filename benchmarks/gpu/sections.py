@@ -6,7 +6,8 @@ safetensors, pyarrow, numpy) and this repository's ``train.presets``, ``train.tr
 ``train.tokenizer`` and ``train.evaluate.generate``, which import nothing else at module level.
 
 * ``env``: device, versions, the peak FLOP/s the MFU figures use.
-* ``train``: tokens/s, MFU and peak memory of one optimizer-step loop on random tokens, either ours
+* ``train``: tokens/s, MFU and peak memory of one optimizer-step loop on random tokens (optionally with
+  the chunked loss, the largest micro batch that fits, an attention implementation), either ours
   (:func:`train.trainer.train_step` with :func:`train.trainer.micro_batches`, as ``train()`` runs
   them) or transformers' ``Trainer`` with the same model, data, precision, global and micro batch and
   AdamW settings; optionally ``torch.compile``d. Throughput is total tokens over total time of the
@@ -125,7 +126,7 @@ def run_env(spec: dict) -> dict[str, Any]:
 # ---------------------------------------------------------------- train
 
 
-def new_model(preset: str, seq_len: int, device: torch.device, seed: int = 0):
+def new_model(preset: str, seq_len: int, device: torch.device, seed: int = 0, attn: str = "auto"):
     """A freshly initialised preset model, built directly on ``device``; ``(model, n_params, flops/token)``."""
     from transformers import set_seed
 
@@ -135,7 +136,7 @@ def new_model(preset: str, seq_len: int, device: torch.device, seed: int = 0):
     check_seq_len(seq_len, PRESETS[preset]["max_position_embeddings"], f"preset {preset!r}")
     set_seed(seed)
     with device:
-        model = build_model(phi_config(preset), attn="auto")
+        model = build_model(phi_config(preset), attn=attn)
     n_params = count_parameters(model)
     cfg = model.config
     return model, n_params, flops_per_token(n_params, cfg.num_hidden_layers, cfg.hidden_size, seq_len)
@@ -174,8 +175,14 @@ def run_ours(spec: dict) -> dict[str, Any]:
         gradient_accumulation_steps=spec["accum"],
     )
     device, world = accelerator.device, accelerator.num_processes
-    model, n_params, fpt = new_model(spec["preset"], spec["seq_len"], device)
+    model, n_params, fpt = new_model(spec["preset"], spec["seq_len"], device, attn=spec.get("attn", "auto"))
+    if spec.get("loss") == "chunked":
+        from train.loss import use_chunked_loss
+
+        use_chunked_loss(model, spec.get("chunk_tokens", 4096))
     optimizer = make_optimizer(model, lr=1e-4, weight_decay=0.1, device=device)
+    if spec.get("auto_micro"):  # probed eagerly, before compiling: one compilation, not one per size
+        spec = fit_micro_batch(spec, accelerator, model, optimizer)
     if spec["compile"]:
         model.compile(backend=spec.get("compile_backend", "inductor"))
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -198,9 +205,26 @@ def run_ours(spec: dict) -> dict[str, Any]:
     synchronize(device)
     seconds = time.perf_counter() - start
     name, peak = peak_for(device, spec["precision"])
-    result = {"device_name": name, "n_params": n_params, "flops_per_token": fpt, "world_size": world}
+    result = {"device_name": name, "n_params": n_params, "flops_per_token": fpt, "world_size": world,
+              "micro_batch": spec["micro_batch"], "accum": spec["accum"],
+              "attn": accelerator.unwrap_model(model).config._attn_implementation}  # fmt: skip
     result.update(throughput(spec, seconds, fpt, peak, world), first_loss=losses[0], last_loss=losses[-1])
     return {**result, **memory_stats(device)}
+
+
+def fit_micro_batch(spec: dict, accelerator, model, optimizer) -> dict:
+    """The largest micro batch (a divisor of micro x accum) that fits one real step
+    (:func:`train.loss.largest_micro_batch`); the same sequences per step, fewer accumulations."""
+    from train.loss import largest_micro_batch, memory_probe
+
+    per_device = spec["micro_batch"] * spec["accum"]
+    vocab = accelerator.unwrap_model(model).config.vocab_size
+    fits = memory_probe(model, optimizer, spec["seq_len"], vocab, accelerator.device, accelerator.autocast)
+    micro = largest_micro_batch(fits, per_device)
+    accelerator.gradient_accumulation_steps = per_device // micro
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)  # the table's peak: training, not the probes
+    return {**spec, "micro_batch": micro, "accum": per_device // micro}
 
 
 class RandomWindows(torch.utils.data.Dataset):

@@ -15,6 +15,8 @@ log is in ``sections/``.
 
 Usage:
     bash benchmarks/gpu/suite.sh                       # the GPU machine
+    bash benchmarks/gpu/suite.sh --speed               # the technique table (phi-1): plain, chunked loss,
+                                                       # largest micro batch, flash-attn, compiled best
     bash benchmarks/gpu/suite.sh --smoke               # the same code on CPU, tiny preset (CI)
     bash benchmarks/gpu/suite.sh --device cpu --preset tiny --compile   # also the compiled runs on CPU
 Environment: ``SUITE_DEADLINE_S`` (default 420 s on a GPU, 600 s with ``--smoke``): no section starts
@@ -46,11 +48,14 @@ SIZES = {
     "phi-1-small": {"seq_len": 2048, "micro_batch": 16, "accum": 2, "warmup": 3, "steps": 20},
     "tiny": {"seq_len": 64, "micro_batch": 2, "accum": 2, "warmup": 1, "steps": 3},
 }
+# --speed: one section per technique of issue 23, on our loop; "+automb" sections may grow the micro
+# batch up to this many sequences per device (the probe picks the largest divisor that fits)
+SPEED_PER_DEVICE = {"phi-1": 32, "phi-1-small": 64, "tiny": 4}
 GENERATION = {  # the evaluation backend's workload on the generation preset
     "gpu": {"prompts": 64, "gen_batch": 32, "new_tokens": 128, "tokenizer_vocab": 8192},
     "cpu": {"prompts": 6, "gen_batch": 3, "new_tokens": 8, "tokenizer_vocab": 600},
 }
-BUDGET_S = {"env": 90, "eager": 120, "compile": 200, "generate": 120, "ddp": 150}
+BUDGET_S = {"env": 90, "eager": 120, "compile": 200, "generate": 120, "ddp": 150, "automb": 180}
 MIN_START_S = 20  # a section with less time left than this is skipped, not started
 
 
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also the torch.compile runs (default: yes, except with --smoke)")  # fmt: skip
     parser.add_argument("--ddp", action="store_true", help="run the 2-process section even without 2 GPUs")
+    parser.add_argument("--speed", action="store_true",
+                        help="the technique table instead: plain, chunked loss, largest micro batch, flash-attn, compile")  # fmt: skip
     parser.add_argument(
         "--compile-backend", default="inductor", help="torch.compile backend (eager: a quick CPU check)"
     )
@@ -77,7 +84,7 @@ def parse_args(argv: list[str] | None):
         args.device = "cpu"
         args.preset = args.preset or ["tiny"]
         args.compile = bool(args.compile)
-    args.preset = args.preset or ["phi-1", "phi-1-small"]
+    args.preset = args.preset or (["phi-1"] if args.speed else ["phi-1", "phi-1-small"])
     args.compile = True if args.compile is None else args.compile
     args.out = Path(args.out or os.environ.get("OUT") or "gpu_suite_out")
     default_deadline = 600 if args.smoke else 420
@@ -94,6 +101,32 @@ def training_section(preset: str, impl: str, compiled: bool, common: dict, nproc
             "nproc": nproc, "budget_s": budget, **SIZES[preset], **common}  # fmt: skip
 
 
+def speed_sections(preset: str, common: dict) -> list[dict]:
+    """One section per technique, each on top of the plain eager loop (sdpa attention, full logits):
+    ``+chunked`` (chunked linear cross-entropy), ``+automb`` (largest micro batch that fits, probed),
+    ``+flash`` (flash-attn 2, only where the package imports), then all of them ``torch.compile``d."""
+    import importlib.util
+
+    plain = {"attn": "sdpa", "loss": "plain", "auto_micro": False}
+    big = SPEED_PER_DEVICE[preset]
+    variants = [("eager", False, plain), ("eager+chunked", False, {**plain, "loss": "chunked"}),
+                ("eager+chunked+automb", False, {**plain, "loss": "chunked", "auto_micro": True,
+                                                 "micro_batch": big, "accum": 1})]  # fmt: skip
+    if importlib.util.find_spec("flash_attn") is not None:
+        variants.append(("eager+flash", False, {**plain, "attn": "flash_attention_2"}))
+    best = {**variants[-1][2], "loss": "chunked", "auto_micro": True, "micro_batch": big, "accum": 1}
+    variants.append(("compile+best", True, best))
+    sections = []
+    for label, compiled, extra in variants:
+        section = training_section(preset, "ours", compiled, common)
+        section.update(extra, name=f"{preset}/ours/{label}")
+        if extra.get("auto_micro") and not compiled:
+            section["budget_s"] = BUDGET_S["automb"]
+        sections.append(section)
+    sections.insert(1, training_section(preset, "trainer", False, common))
+    return sections
+
+
 def plan(args) -> list[dict]:
     """The sections in the order they run; the device is filled in once ``env`` has resolved it."""
     common = {
@@ -104,6 +137,9 @@ def plan(args) -> list[dict]:
     }
     generation_preset = "phi-1-small" if not args.smoke else args.preset[-1]
     sections = [{"name": "env", "kind": "env", "budget_s": BUDGET_S["env"], **common}]
+    if args.speed:
+        sections += [s for p in args.preset for s in speed_sections(p, common)]
+        return [s for s in sections if not args.only or s["name"] == "env" or s["name"] in args.only]
     sections += [
         training_section(p, impl, False, common) for p in args.preset for impl in ("ours", "trainer")
     ]
@@ -228,7 +264,8 @@ def comparisons(records: list[dict]) -> list[dict]:
     runs = {}
     for r in records:
         spec = r.get("spec", {})
-        if spec.get("kind") == "train" and spec.get("nproc", 1) == 1 and r["status"] == "ok":
+        plain = "+" not in spec.get("name", "")  # the --speed variants are compared in techniques()
+        if spec.get("kind") == "train" and spec.get("nproc", 1) == 1 and r["status"] == "ok" and plain:
             runs[(spec["preset"], spec["compile"], spec["impl"])] = r["result"]
     rows = []
     for (preset, compiled, impl), ours in runs.items():
@@ -237,6 +274,27 @@ def comparisons(records: list[dict]) -> list[dict]:
             rows.append({"preset": preset, "compile": compiled, "ours_tokens_per_s": ours["tokens_per_s_per_device"],
                          "trainer_tokens_per_s": theirs["tokens_per_s_per_device"],
                          "ratio": ours["tokens_per_s_per_device"] / theirs["tokens_per_s_per_device"]})  # fmt: skip
+    return rows
+
+
+def techniques(records: list[dict]) -> list[dict]:
+    """Each ``--speed`` section's tokens/s against the plain eager loop of its preset and the eager
+    ``Trainer`` (``ratio_vs_plain``, ``ratio_vs_trainer``)."""
+    ok = {
+        r["name"]: r["result"]
+        for r in records
+        if r["status"] == "ok" and r.get("spec", {}).get("kind") == "train"
+    }
+    rows = []
+    for name, result in ok.items():
+        preset, impl, label = name.split("/")[:3]
+        if impl != "ours" or "+" not in label:
+            continue
+        plain, trainer = ok.get(f"{preset}/ours/eager"), ok.get(f"{preset}/trainer/eager")
+        rate = result["tokens_per_s_per_device"]
+        rows.append({"name": name, "mfu": result.get("mfu"), "micro_batch": result.get("micro_batch"),
+                     "ratio_vs_plain": rate / plain["tokens_per_s_per_device"] if plain else None,
+                     "ratio_vs_trainer": rate / trainer["tokens_per_s_per_device"] if trainer else None})  # fmt: skip
     return rows
 
 
@@ -261,7 +319,8 @@ def markdown(report: dict) -> str:
         spec, res = r.get("spec", {}), r.get("result", {})
         if spec.get("kind") != "train":
             continue
-        shape = f"{spec['seq_len']} x {spec['micro_batch']} x {spec['accum']}" + (
+        micro, accum = res.get("micro_batch", spec["micro_batch"]), res.get("accum", spec["accum"])
+        shape = f"{spec['seq_len']} x {micro} x {accum}" + (
             f" x {spec['nproc']} proc" if spec.get("nproc", 1) > 1 else ""
         )
         status = r["status"] + (f" ({r['reason']})" if r.get("reason") else "")
@@ -273,6 +332,10 @@ def markdown(report: dict) -> str:
     for c in report["comparisons"]:
         mode = "torch.compile" if c["compile"] else "eager"
         lines.append(f"- {c['preset']} {mode}: ours / Trainer = {c['ratio']:.2f}x")
+    for t in techniques(report["sections"]):
+        lines.append(f"- {t['name']}: {_fmt(t['ratio_vs_plain'], '.2f')}x the plain eager loop, "
+                     f"{_fmt(t['ratio_vs_trainer'], '.2f')}x the eager Trainer, MFU {_fmt(t['mfu'], '.1%')}, "
+                     f"micro batch {t['micro_batch']}")  # fmt: skip
     gen = next((r for r in report["sections"] if r["name"] == "generate"), None)
     if gen and gen["status"] == "ok":
         g = gen["result"]
