@@ -206,6 +206,36 @@ def _llm_config(llm, kind: str, out: Path, dry_run: bool) -> LLMConfig:
     return config.with_defaults(temperature=0.8, max_tokens=KINDS[kind]["max_tokens"], seed=0)
 
 
+def answer_counts(kind: str, docs: list[Document], client=None) -> dict:
+    """The parse outcomes of a run's answers for its manifest: ``requests`` = ``parsed`` +
+    ``fallback_parsed`` + ``failed``, the reasons of each, and the client's server fallbacks.
+
+    Example:
+        >>> doc = Document("### Solution\\n```python\\ndef f():\\n    return 1\\n```", "d", {})
+        >>> answer_counts("exercises", [doc])["failed_reasons"]
+        {'no_tests': 1}
+    """
+    from synth.parse import parse_outcome
+
+    counts: Counter = Counter()
+    reasons: dict[str, Counter] = {"fallback_parsed": Counter(), "failed": Counter()}
+    for doc in docs:
+        md = doc.metadata
+        outcome, why = parse_outcome(kind, doc.text, md.get("finish_reason"),
+                                     (md.get("constraints") or {}).get("function_name"), md.get("llm_error"))  # fmt: skip
+        counts[outcome] += 1
+        if why:
+            reasons[outcome][why] += 1
+    usage = getattr(client, "usage", {}) or {}
+    return {
+        "requests": len(docs),
+        **{k: counts[k] for k in ("parsed", "fallback_parsed", "failed")},
+        "fallback_reasons": dict(sorted(reasons["fallback_parsed"].items())),
+        "failed_reasons": dict(sorted(reasons["failed"].items())),
+        "server_fallbacks": {k: usage.get(k, 0) for k in ("extra_body_refused", "logprobs_missing")},
+    }
+
+
 def _generate_documents(kind, prompts, requests, client, chunk_size, batch_api, poll_interval_s, seed):
     """Send the requests chunk by chunk; -> (documents, prompts left pending by the budget, LLM counts).
     Every chunk is tried: a request that does not fit the budget does not stop smaller ones."""
@@ -302,6 +332,7 @@ def generate_synth(
         "generated": len(docs),
         "pending": pending,
         **post,
+        "answers": answer_counts(kind, docs, client),
         "llm": {
             **dict(llm),
             "cost_usd": round(client.usage.get("cost_usd", 0.0), 6),

@@ -161,6 +161,9 @@ class ParsedExercise:
     tests: str = ""
     reason: str | None = None  # None when all parts were found and parse
     detail: str = ""
+    # how an answer off the asked-for format was read: "no_sections" (no ### headings), "tests_unheaded"
+    # (the tests were another block), "inline_tests" (the checks followed the function in its own block)
+    fallback: str | None = None
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -270,6 +273,7 @@ def parse_exercise(
     solution = _first_code(sections["solution"]) if "solution" in sections else None
     if solution is None:  # no headed section: the first block defining a function
         solution = next((c for c in code_blocks if re.search(r"^\s*(async\s+)?def\s", c, re.M)), None)
+        ex.fallback = "no_sections"
     if solution is None:
         ex.reason = "no_code"
         return ex
@@ -286,6 +290,8 @@ def parse_exercise(
     ex.signature = _signature(fn)
     ex.docstring = ast.get_docstring(fn) or (sections.get("docstring") or "").strip()
     ex.solution, tests = _find_tests(sections, code_blocks, solution)
+    if "test" not in sections and tests:
+        ex.fallback = ex.fallback or ("inline_tests" if ex.solution != solution else "tests_unheaded")
     if not tests or not tests.strip():
         ex.reason = "no_tests"
         return ex
@@ -297,6 +303,28 @@ def parse_exercise(
     if not _has_checks(ast.parse(tests)):
         ex.reason, ex.detail = "no_tests", "no assert statement or test function"
     return ex
+
+
+def parse_outcome(kind: str, text: str | None, finish_reason: str | None = None,
+                  function_name: str | None = None, llm_error: str | None = None) -> tuple[str, str | None]:
+    """How one generation reads: ``("parsed", None)`` in the asked-for format, ``("fallback_parsed", how)``
+    read another way (see :attr:`ParsedExercise.fallback`), or ``("failed", reason)`` (a PARSE_REASONS).
+
+    >>> parse_outcome("exercises", "```python\\ndef f():\\n    return 1\\n\\nassert f() == 1\\n```")
+    ('fallback_parsed', 'no_sections')
+    >>> parse_outcome("textbooks", "Text\\n```python\\nx = (\\n```", "length")
+    ('failed', 'truncated')
+    """
+    if llm_error:
+        return "failed", "llm_error"
+    if kind == "textbooks":
+        reason, fallback = parse_textbook(text, finish_reason).reason, None
+    else:
+        ex = parse_exercise(text, function_name, finish_reason)
+        reason, fallback = ex.reason, ex.fallback
+    if reason is not None:
+        return "failed", reason
+    return ("fallback_parsed", fallback) if fallback else ("parsed", None)
 
 
 def stub_solution(solution: str, function_name: str) -> str:
