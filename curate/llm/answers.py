@@ -170,8 +170,8 @@ def read_label_how(text: str | None, scale: str = "binary") -> tuple[str | None,
     if not text or not text.strip():
         return None, UNPARSEABLE, "free_text"
     whole = _from_json(text, scale)
-    if whole is not None:
-        return (*whole, "json")
+    if whole is not None and (whole[1] != UNPARSEABLE or not _json_objects(text)):
+        return (*whole, "json")  # the JSON asked for, or a cut one: no verdict to find elsewhere
     for candidate in _json_objects(text):
         found = _from_json(candidate, scale)
         if found is not None and found[0] is not None:

@@ -3,10 +3,18 @@ missing logprobs. The same checks run on the real server in tests/curate/llm/tes
 
 from __future__ import annotations
 
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from llm_helpers import stdlib_snippets
 
 from curate.llm import LLMClient, LLMRequest
+from curate.llm.answers import read_label_how
 from curate.llm_labeler import LLMQualityLabeler
+from decontam.llm_judge import read_verdict
+from synth.parse import parse_outcome
+from train.evaluate.grader import read_score
 
 # the body keys `transformers serve` takes (top_k is not one: HTTP 422)
 SERVE_FIELDS = {"model", "messages", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop",
@@ -43,3 +51,30 @@ def test_labeler_reads_fenced_json_with_prose_and_counts_the_fallbacks(openai_se
     assert stats["requests"] == 4 and stats["fallback_parsed"] == 4 and stats.get("parsed", 0) == 0
     assert stats["fallback_schema_ignored"] == 4 and stats["fallback_hard_label"] == 4
     assert stats["fallback_extra_body_refused"] >= 1 and stats["fallback_logprobs_missing"] == 4
+
+
+# ---------------------------------------------------------------- the fallback readers, on any text
+
+_prose = st.text(st.characters(blacklist_characters="{}", blacklist_categories=("Cs",)), max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=_prose, after=_prose, label=st.sampled_from(["high", "low"]), fenced=st.booleans())
+def test_a_label_json_inside_any_prose_is_read(before, after, label, fenced):
+    obj = json.dumps({"label": label})
+    text = f"{before}\n```json\n{obj}\n```\n{after}" if fenced else f"{before} {obj} {after}"
+    found, problem, how = read_label_how(text)
+    assert (found, problem) == (label, None) and how in ("json", "json_in_text")
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=200))
+def test_readers_never_raise_and_say_how(text):
+    label, problem, how = read_label_how(text, "0-5")
+    assert (label is None) != (problem is None) and how in ("json", "json_in_text", "free_text")
+    verdict, way = read_verdict(text)
+    assert (verdict is None) == (way == "failed")
+    score, kind = read_score(text)
+    assert (score is None) == (kind == "failed") and (score is None or 0 <= score <= 10)
+    outcome, why = parse_outcome("exercises", text)
+    assert outcome in ("parsed", "fallback_parsed", "failed") and (outcome == "parsed") == (why is None)
