@@ -327,6 +327,7 @@ def serve(
     device: str = typer.Option("auto", help="Device for transformers serve: auto, cpu, cuda:0."),
     startup_timeout: float = typer.Option(300.0, help="Seconds to wait for the server's first answer."),
     threads: int = typer.Option(0, help="torch threads of the server (0: half the cores)."),
+    max_model_len: int = typer.Option(0, help="Longest prompt + answer in tokens (0: the model's context)."),
 ):
     """Start a local OpenAI-compatible server on a model, print its base_url, serve until stopped."""
     import signal
@@ -335,7 +336,8 @@ def serve(
     from curate.llm.serve import LocalServer
 
     server = LocalServer(model, host=host, port=port or None, backend=backend, device=device,
-                         startup_timeout_s=startup_timeout, threads=threads or None)  # fmt: skip
+                         startup_timeout_s=startup_timeout, threads=threads or None,
+                         max_model_len=max_model_len or None)  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

