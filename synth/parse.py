@@ -23,6 +23,8 @@ PARSE_REASONS = (
     "tests_syntax_error",  # the tests do not parse
 )
 
+#: finish_reason of an answer cut at max_tokens whose unfinished tail was removed (cut_to_complete_blocks)
+CUT = "length_cut"
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
 _PY_LANGS = {"", "python", "py", "python3", "pycon", "ipython"}
 _SECTION = re.compile(
@@ -305,6 +307,28 @@ def parse_exercise(
     return ex
 
 
+def cut_to_complete_blocks(text: str | None) -> str | None:
+    """An answer cut at max_tokens without its unfinished tail: the text up to the end of its last closed
+    code block (the prose and code before it are whole), or None when no code block was closed.
+
+    >>> cut_to_complete_blocks("Lists.\\n```python\\nxs = [1]\\n```\\nNow we loop over th")
+    'Lists.\\n```python\\nxs = [1]\\n```'
+    >>> cut_to_complete_blocks("Lists.\\n```python\\nxs = [") is None
+    True
+    """
+    if not text:
+        return None
+    fences, end, k = list(_FENCE.finditer(text)), None, 0
+    while k < len(fences):  # pair fences as split_blocks does: a closing fence has no language tag
+        marker = fences[k].group(1)[0]
+        close = next((j for j in range(k + 1, len(fences))
+                      if fences[j].group(1)[0] == marker and not fences[j].group(2)), None)  # fmt: skip
+        if close is None:
+            break
+        end, k = fences[close].end(), close + 1
+    return text[:end] if end is not None else None
+
+
 def parse_outcome(kind: str, text: str | None, finish_reason: str | None = None,
                   function_name: str | None = None, llm_error: str | None = None) -> tuple[str, str | None]:
     """How one generation reads: ``("parsed", None)`` in the asked-for format, ``("fallback_parsed", how)``
@@ -324,6 +348,8 @@ def parse_outcome(kind: str, text: str | None, finish_reason: str | None = None,
         reason, fallback = ex.reason, ex.fallback
     if reason is not None:
         return "failed", reason
+    if finish_reason == CUT:
+        fallback = "cut_at_max_tokens"
     return ("fallback_parsed", fallback) if fallback else ("parsed", None)
 
 

@@ -78,3 +78,20 @@ def test_readers_never_raise_and_say_how(text):
     assert (score is None) == (kind == "failed") and (score is None or 0 <= score <= 10)
     outcome, why = parse_outcome("exercises", text)
     assert outcome in ("parsed", "fallback_parsed", "failed") and (outcome == "parsed") == (why is None)
+
+
+def test_synth_keeps_the_finished_blocks_of_an_answer_cut_at_max_tokens(openai_server, tmp_path):
+    from synth.generate import generate_synth
+
+    passage = "Sets hold unique items.\n```python\ns = {1, 2, 2}\nprint(len(s))\n```\nNext we look at " + "x " * 300
+    srv = openai_server(responder=lambda b: passage, truncate_at_max_tokens=True)
+    llm = {"model": "m", "base_url": srv.base_url, "max_tokens": 60}
+    kept = generate_synth("textbooks", tmp_path / "kept", n=2, workers=1, keep_cut=True, llm=llm)
+    dropped = generate_synth("textbooks", tmp_path / "dropped", n=2, workers=1, llm=llm)
+    assert kept["answers"]["fallback_parsed"] == 2 and kept["answers"]["fallback_reasons"] == {"cut_at_max_tokens": 2}
+    assert kept["kept"] + sum(kept["duplicates"].values()) == 2
+    assert dropped["answers"]["failed_reasons"] == {"truncated": 2} and dropped["kept"] == 0
+    import pyarrow.parquet as pq
+
+    texts = pq.read_table(tmp_path / "kept" / "data").column("text").to_pylist()
+    assert texts and all(t.endswith("print(len(s))\n```") for t in texts)  # the unfinished tail is gone
