@@ -118,8 +118,8 @@ def test_client_on_the_real_server_drops_refused_top_k_and_counts_missing_logpro
 
 
 def test_labeler_accounts_for_every_answer(endpoint):
-    lab = LLMQualityLabeler({**endpoint, "cache_path": None}, max_chars=600)
-    docs = list(lab.run(iter(stdlib_snippets(2, lines_per_doc=15))))
+    lab = LLMQualityLabeler({**endpoint, "cache_path": None}, max_chars=300)
+    docs = list(lab.run(iter(stdlib_snippets(2, lines_per_doc=8))))
     stats = {k: v.total for k, v in lab.stats.stats.items()}
     assert len(docs) == 2 and stats["requests"] == 2
     assert _accounted({"parsed": 0, "fallback_parsed": 0, "failed": 0, **stats})
