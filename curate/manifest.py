@@ -90,8 +90,8 @@ def _step_counts(logs: Path) -> list[dict[str, Any]]:
         if reasons:
             entry["drop_reasons"] = dict(sorted(reasons.items()))
         if "requests" in counts:  # an LLM step: how each answer ended, and the fallbacks it took
-            entry["answers"] = {k: int(v) for k, v in sorted(counts.items())
-                                if k in ANSWER_COUNTS or k.startswith("fallback_")}  # fmt: skip
+            entry["answers"] = {"requests": 0, "parsed": 0, "fallback_parsed": 0, "failed": 0} | {
+                k: int(v) for k, v in sorted(counts.items()) if k in ANSWER_COUNTS or k.startswith("fallback_")}  # fmt: skip
         out.append(entry)
     return out
 

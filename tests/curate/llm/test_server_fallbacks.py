@@ -4,6 +4,7 @@ missing logprobs. The same checks run on the real server in tests/curate/llm/tes
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from decontam.llm_judge import read_verdict
 from synth.parse import parse_outcome
 from train.evaluate.grader import read_score
 
+REPO = Path(__file__).resolve().parents[3]
 # the body keys `transformers serve` takes (top_k is not one: HTTP 422)
 SERVE_FIELDS = {"model", "messages", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop",
                 "response_format", "logprobs", "top_logprobs", "n", "stream"}  # fmt: skip
@@ -95,3 +97,17 @@ def test_synth_keeps_the_finished_blocks_of_an_answer_cut_at_max_tokens(openai_s
 
     texts = pq.read_table(tmp_path / "kept" / "data").column("text").to_pylist()
     assert texts and all(t.endswith("print(len(s))\n```") for t in texts)  # the unfinished tail is gone
+
+
+def test_an_llm_stage_manifest_counts_its_answers(openai_server, tmp_path):
+    from recipes.engine import run_recipe
+
+    srv = openai_server(responder=lambda b: "Honestly? high.", logprobs=False)
+    recipe = {"name": "labels", "llm": {"model": "m", "base_url": srv.base_url, "cache_path": str(tmp_path / "c.sqlite")},
+              "stages": [{"name": "label", "input": {"uses": "python_source", "with": {"paths": [str(REPO / "curate" / "llm")]}},
+                          "steps": [{"uses": "llm_quality_labeler", "with": {"max_documents": 3}}],
+                          "output": str(tmp_path / "labeled"), "executor": {"type": "local", "tasks": 1}}]}  # fmt: skip
+    result = run_recipe(recipe)
+    answers = next(s["answers"] for s in result.stage("label").manifest["steps"] if "answers" in s)
+    assert answers["requests"] == 3 and answers["fallback_parsed"] == 3
+    assert answers["parsed"] == 0 and answers["failed"] == 0 and answers["fallback_schema_ignored"] == 3
