@@ -80,6 +80,10 @@ def judge_request(item: BenchmarkItem, candidate: str, max_tokens: int = 4):
 _VERDICT_WORDS = {"true": True, "yes": True, "false": False, "no": False}
 
 
+_RESTATED = re.compile(r"\btraining code (?:is|does) (not |n't )?(?:the same as |contain )?(?:the |a )?"
+                       r"(?:benchmark|same|rephras)")  # fmt: skip
+
+
 def parse_verdict(answer: str | None) -> bool | None:
     """``True``/``False`` from the model's answer (first word, case-insensitive; yes/no accepted)."""
     return read_verdict(answer)[0]
@@ -93,6 +97,8 @@ def read_verdict(answer: str | None) -> tuple[bool | None, str]:
     ((False, 'first_word'), (True, 'free_text'))
     >>> read_verdict("It could be true or false.")
     (None, 'failed')
+    >>> read_verdict("The training code is not the benchmark problem and solution. The benchmark is a")
+    (False, 'free_text')
     """
     words = (answer or "").strip().strip("`*\"'").split()
     if not words:
@@ -101,7 +107,13 @@ def read_verdict(answer: str | None) -> tuple[bool | None, str]:
     if first is not None:
         return first, "first_word"
     found = {_VERDICT_WORDS[w] for w in re.findall(r"\b(true|false)\b", answer.lower())}
-    return (found.pop(), "free_text") if len(found) == 1 else (None, "failed")
+    if len(found) == 1:
+        return found.pop(), "free_text"
+    # the question restated as the answer, as small models do: "The training code is (not) the benchmark..."
+    restated = _RESTATED.search(answer.lower().split(".")[0])
+    if restated:
+        return restated.group(1) is None, "free_text"
+    return None, "failed"
 
 
 def judge_answer_counts(verdicts: list[dict[str, Any]]) -> dict[str, int]:
