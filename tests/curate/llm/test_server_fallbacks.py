@@ -111,3 +111,15 @@ def test_an_llm_stage_manifest_counts_its_answers(openai_server, tmp_path):
     answers = next(s["answers"] for s in result.stage("label").manifest["steps"] if "answers" in s)
     assert answers["requests"] == 3 and answers["fallback_parsed"] == 3
     assert answers["parsed"] == 0 and answers["failed"] == 0 and answers["fallback_schema_ignored"] == 3
+
+
+def test_base_url_local_without_its_extra_fails_validation_naming_the_key(monkeypatch):
+    import pytest
+
+    from curate import extras
+    from recipes.schema import RecipeError, load_recipe
+
+    monkeypatch.setitem(extras.EXTRA_MODULES, "local-llm", ("no_such_module_for_the_test",))
+    with pytest.raises(RecipeError) as error:
+        load_recipe("quickstart-llm")
+    assert "llm.base_url" in str(error.value) and 'pip install "textbooks[local-llm]"' in str(error.value)
