@@ -185,6 +185,7 @@ class LocalServer:
         self.max_model_len = max_model_len  # None: the model's own context length (longer prompts: HTTP 400)
         self.model_id: str | None = None
         self._proc: subprocess.Popen | None = None
+        self._own_log = False
 
     @property
     def base_url(self) -> str:
@@ -208,8 +209,10 @@ class LocalServer:
     def start(self) -> LocalServer:
         """Start the server and wait (bounded) until it lists its model; raises with its log's tail."""
         directory = model_dir(self.model)
-        if self.log_path is None:
-            self.log_path = tempfile.mkstemp(prefix="textbooks-serve-", suffix=".log")[1]
+        if self.log_path is None:  # ours: removed by stop() (a failed start raises with its tail first)
+            fd, self.log_path = tempfile.mkstemp(prefix="textbooks-serve-", suffix=".log")
+            os.close(fd)
+            self._own_log = True
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}  # fmt: skip
         with open(self.log_path, "ab") as log:
@@ -252,6 +255,9 @@ class LocalServer:
     def stop(self, grace_s: float = 10.0) -> None:
         """End the server's process group: SIGTERM, then SIGKILL after ``grace_s``."""
         proc, self._proc = self._proc, None
+        if self._own_log:
+            Path(self.log_path).unlink(missing_ok=True)
+            self._own_log = False
         if proc is None or proc.poll() is not None:
             return
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):

@@ -187,3 +187,19 @@ def test_a_killed_run_takes_its_server_with_it(tmp_path):
             return
         time.sleep(1)
     raise AssertionError(f"the server at {base_url} outlived the process that started it")
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_load_its_model_fails_fast_with_its_log(tmp_path):
+    if missing_modules(EXTRA_MODULES["local-llm"]):
+        pytest.skip('the [local-llm] extra is not installed: pip install "textbooks[local-llm]"')
+    from curate.llm.serve import LocalServer
+
+    broken = tmp_path / "model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    server = LocalServer(str(broken), startup_timeout_s=300)
+    with pytest.raises(RuntimeError, match="exited") as error:
+        server.start()
+    assert "no-such-architecture" in str(error.value)  # the server's own words, from its log
+    assert not server.running and not Path(server.log_path).exists()
