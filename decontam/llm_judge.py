@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ class JudgeVerdict:
     answer: str | None
     cached: bool
     error: str | None = None
+    parse: str = "failed"  # how the answer was read (see read_verdict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,13 +77,54 @@ def judge_request(item: BenchmarkItem, candidate: str, max_tokens: int = 4):
     )
 
 
+_VERDICT_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+
+
+_RESTATED = re.compile(r"\btraining code (?:is|does) (not |n't )?(?:the same as |contain )?(?:the |a )?"
+                       r"(?:benchmark|same|rephras)")  # fmt: skip
+
+
 def parse_verdict(answer: str | None) -> bool | None:
     """``True``/``False`` from the model's answer (first word, case-insensitive; yes/no accepted)."""
+    return read_verdict(answer)[0]
+
+
+def read_verdict(answer: str | None) -> tuple[bool | None, str]:
+    """``(verdict, how)``: ``"first_word"`` as asked, ``"free_text"`` when a small model wrote prose (the
+    one verdict word it used, quoted answers ``**True**`` included), ``"failed"`` when none or both.
+
+    >>> read_verdict("False."), read_verdict("The answer is **True** because both sort a list.")
+    ((False, 'first_word'), (True, 'free_text'))
+    >>> read_verdict("It could be true or false.")
+    (None, 'failed')
+    >>> read_verdict("The training code is not the benchmark problem and solution. The benchmark is a")
+    (False, 'free_text')
+    """
     words = (answer or "").strip().strip("`*\"'").split()
     if not words:
-        return None
-    first = words[0].strip(".,:;!").lower()
-    return {"true": True, "yes": True, "false": False, "no": False}.get(first)
+        return None, "failed"
+    first = _VERDICT_WORDS.get(words[0].strip(".,:;!*`\"'").lower())
+    if first is not None:
+        return first, "first_word"
+    found = {_VERDICT_WORDS[w] for w in re.findall(r"\b(true|false)\b", answer.lower())}
+    if len(found) == 1:
+        return found.pop(), "free_text"
+    # the question restated as the answer, as small models do: "The training code is (not) the benchmark..."
+    restated = _RESTATED.search(answer.lower().split(".")[0])
+    if restated:
+        return restated.group(1) is None, "free_text"
+    return None, "failed"
+
+
+def judge_answer_counts(verdicts: list[dict[str, Any]]) -> dict[str, int]:
+    """``requests`` = ``parsed`` + ``fallback_parsed`` + ``failed`` over judged pairs (for the summary).
+
+    >>> judge_answer_counts([{"parse": "first_word"}, {"parse": "free_text"}, {"parse": "failed"}])
+    {'requests': 3, 'parsed': 1, 'fallback_parsed': 1, 'failed': 1}
+    """
+    hows = [v.get("parse") for v in verdicts]
+    return {"requests": len(hows), "parsed": hows.count("first_word"),
+            "fallback_parsed": hows.count("free_text"), "failed": hows.count("failed")}  # fmt: skip
 
 
 def judge_pairs(
@@ -99,20 +142,13 @@ def judge_pairs(
     if config.cache_path is None:
         config = LLMConfig.coerce(config, cache_path="decontam_llm_cache.sqlite")
     client = LLMClient(config)
-    results = client.run([judge_request(item, text) for item, _, text, _ in pairs])
-    return [
-        JudgeVerdict(
-            benchmark=item.benchmark,
-            item_id=item.id,
-            doc_id=doc_id,
-            unit=unit,
-            same=parse_verdict(res.text) if res.ok else None,
-            answer=res.text,
-            cached=res.cached,
-            error=res.error,
-        )
-        for (item, doc_id, _, unit), res in zip(pairs, results, strict=True)
-    ]
+    results = client.run([judge_request(item, text, config.max_tokens or 4) for item, _, text, _ in pairs])
+    verdicts = []
+    for (item, doc_id, _, unit), res in zip(pairs, results, strict=True):
+        same, how = read_verdict(res.text) if res.ok else (None, "failed")
+        verdicts.append(JudgeVerdict(benchmark=item.benchmark, item_id=item.id, doc_id=doc_id, unit=unit,
+                                     same=same, answer=res.text, cached=res.cached, error=res.error, parse=how))  # fmt: skip
+    return verdicts
 
 
 def candidate_pairs(table, bench, texts: dict[str, str], k: int = 3) -> list[tuple]:

@@ -777,6 +777,10 @@ def prune_shards(
     )
     summary["mbpp_split"] = mbpp_split
     summary["stale_tau_dirs_removed"] = stale
+    if verdicts is not None:
+        from decontam.llm_judge import judge_answer_counts
+
+        summary["llm_answers"] = judge_answer_counts(verdicts)
     summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary

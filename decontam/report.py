@@ -146,6 +146,7 @@ def decontam_audit(
             name: {k: v["similar"] for k, v in b["taus"].items()} for name, b in summary["benchmarks"].items()
         },
         "ngram_hits": summary.get("ngram", {}).get("hits"),
+        "llm_answers": summary.get("llm_answers"),  # the judge's parsed / fallback-parsed / failed answers
         "notes": notes,
     }
 

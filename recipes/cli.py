@@ -7,6 +7,7 @@ Examples::
     textbooks run recipes/my.yaml --set tasks=8    # a file, with a variable override
     textbooks validate recipes/my.yaml             # errors name the YAML key, nothing runs
     textbooks list                                 # bundled recipes, steps and jobs, one line each
+    textbooks serve                                # a local OpenAI-compatible server on a small model
     textbooks --version
 
 Conventions shared by every command: choices are validated (``--rule embeddings`` is rejected with the
@@ -312,6 +313,41 @@ def run(
                 console.print(f"{stage.name} -> {stage.output}")
         return
     emit(_run_summary(result), as_json, lambda _: _render_run(result))
+
+
+@app.command()
+@handles_errors
+def serve(
+    model: str | None = typer.Argument(
+        None, help="A model directory or GGUF file (default: the bundled SmolLM2-135M-Instruct)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Listen address."),
+    port: int = typer.Option(0, help="Port (0: a free one)."),
+    backend: str = typer.Option("auto", help="auto | transformers | vllm"),
+    device: str = typer.Option("auto", help="Device for transformers serve: auto, cpu, cuda:0."),
+    startup_timeout: float = typer.Option(300.0, help="Seconds to wait for the server's first answer."),
+    threads: int = typer.Option(0, help="torch threads of the server (0: half the cores)."),
+    max_model_len: int = typer.Option(0, help="Longest prompt + answer in tokens (0: the model's context)."),
+):
+    """Start a local OpenAI-compatible server on a model, print its base_url, serve until stopped."""
+    import signal
+    import threading
+
+    from curate.llm.serve import LocalServer
+
+    server = LocalServer(model, host=host, port=port or None, backend=backend, device=device,
+                         startup_timeout_s=startup_timeout, threads=threads or None,
+                         max_model_len=max_model_len or None)  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        # one line a script can read: the base_url, then the model id to send
+        print(f"base_url={server.base_url} model={server.model_id}", flush=True)
+        err_console.print(f"serving {server.model_id}; log {server.log_path}; Ctrl-C stops it")
+        while not stop.wait(1.0):
+            if not server.running:
+                fail(f"the server exited:\n{server.log_tail()}")
 
 
 @app.command()

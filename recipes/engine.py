@@ -484,8 +484,13 @@ def run_recipe(
     # validated once: a recipe loaded here (or by `textbooks run`) has its inputs checked while loading
     recipe = ref if isinstance(ref, Recipe) else load_recipe(ref, overrides, check_inputs_exist=True)
     check_inputs(recipe)
+    from curate.llm.serve import stop_local_servers
+
     with output_lock(recipe):
-        return _run_stages(recipe, fresh, only, dry_run, on_stage, on_progress)
+        try:
+            return _run_stages(recipe, fresh, only, dry_run, on_stage, on_progress)
+        finally:  # the local LLM servers steps with `base_url: local` started end with the run
+            stop_local_servers()
 
 
 def _run_stages(recipe: Recipe, fresh, only, dry_run, on_stage, on_progress) -> RunResult:

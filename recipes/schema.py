@@ -358,13 +358,20 @@ def _check_llm(value: Any, key: str, problems: list) -> None:
     if value is None:
         return
     try:
-        LLMConfig.coerce(value)
+        config = LLMConfig.coerce(value)
     except (ValidationError, TypeError) as error:
         if isinstance(error, TypeError):
             problems.append((key, str(error)))
             return
         for e in error.errors():
             problems.append((".".join([key, *(str(p) for p in e["loc"])]), e["msg"]))
+        return
+    if config.base_url == "local":  # the run would start a server: its extra must be there before any work
+        from curate.extras import EXTRA_MODULES, MissingExtraError, missing_modules
+
+        missing = missing_modules(EXTRA_MODULES["local-llm"])
+        if missing:
+            problems.append((f"{key}.base_url", str(MissingExtraError("a local LLM server", "local-llm", missing))))
 
 
 def _takes_llm(target: Any) -> bool:

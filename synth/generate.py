@@ -104,7 +104,7 @@ def write_dry_run(prompts: list[Prompt], requests: list, client, output_dir: str
     return summary
 
 
-def _document(kind: str, prompt: Prompt, result, seed: int) -> Document:
+def _document(kind: str, prompt: Prompt, result, seed: int, keep_cut: bool = False) -> Document:
     usage = result.usage or {}
     meta: dict[str, Any] = {
         "source": KINDS[kind]["source"],
@@ -121,7 +121,14 @@ def _document(kind: str, prompt: Prompt, result, seed: int) -> Document:
     }
     if not result.ok:
         meta["llm_error"] = result.error or "request failed"
-    return Document(text=result.text or "", id=prompt.id, metadata=meta)
+    text = result.text or ""
+    if keep_cut and result.finish_reason == "length":  # cut at max_tokens: keep the blocks it finished
+        from synth.parse import CUT, cut_to_complete_blocks
+
+        kept = cut_to_complete_blocks(text)
+        if kept is not None:
+            text, meta["finish_reason"], meta["cut_chars"] = kept, CUT, len(result.text) - len(kept)
+    return Document(text=text, id=prompt.id, metadata=meta)
 
 
 def _validator(kind: str, execute: bool, workers: int, timeout_s: float, memory_mb: int):
@@ -206,7 +213,38 @@ def _llm_config(llm, kind: str, out: Path, dry_run: bool) -> LLMConfig:
     return config.with_defaults(temperature=0.8, max_tokens=KINDS[kind]["max_tokens"], seed=0)
 
 
-def _generate_documents(kind, prompts, requests, client, chunk_size, batch_api, poll_interval_s, seed):
+def answer_counts(kind: str, docs: list[Document], client=None) -> dict:
+    """The parse outcomes of a run's answers for its manifest: ``requests`` = ``parsed`` +
+    ``fallback_parsed`` + ``failed``, the reasons of each, and the client's server fallbacks.
+
+    Example:
+        >>> doc = Document("### Solution\\n```python\\ndef f():\\n    return 1\\n```", "d", {})
+        >>> answer_counts("exercises", [doc])["failed_reasons"]
+        {'no_tests': 1}
+    """
+    from synth.parse import parse_outcome
+
+    counts: Counter = Counter()
+    reasons: dict[str, Counter] = {"fallback_parsed": Counter(), "failed": Counter()}
+    for doc in docs:
+        md = doc.metadata
+        outcome, why = parse_outcome(kind, doc.text, md.get("finish_reason"),
+                                     (md.get("constraints") or {}).get("function_name"), md.get("llm_error"))  # fmt: skip
+        counts[outcome] += 1
+        if why:
+            reasons[outcome][why] += 1
+    usage = getattr(client, "usage", {}) or {}
+    return {
+        "requests": len(docs),
+        **{k: counts[k] for k in ("parsed", "fallback_parsed", "failed")},
+        "fallback_reasons": dict(sorted(reasons["fallback_parsed"].items())),
+        "failed_reasons": dict(sorted(reasons["failed"].items())),
+        "server_fallbacks": {k: usage.get(k, 0) for k in ("extra_body_refused", "logprobs_missing")},
+    }
+
+
+def _generate_documents(kind, prompts, requests, client, chunk_size, batch_api, poll_interval_s, seed,
+                        keep_cut=False):
     """Send the requests chunk by chunk; -> (documents, prompts left pending by the budget, LLM counts).
     Every chunk is tried: a request that does not fit the budget does not stop smaller ones."""
     docs: list[Document] = []
@@ -224,7 +262,7 @@ def _generate_documents(kind, prompts, requests, client, chunk_size, batch_api, 
             llm["cached" if r.cached else "sent"] += 1
             llm["prompt_tokens"] += int((r.usage or {}).get("prompt_tokens") or 0)
             llm["completion_tokens"] += int((r.usage or {}).get("completion_tokens") or 0)
-            docs.append(_document(kind, p, r, seed))
+            docs.append(_document(kind, p, r, seed, keep_cut))
     return docs, pending, llm
 
 
@@ -246,6 +284,7 @@ def generate_synth(
     sandbox_timeout_s: float = 10.0,
     near_threshold: float = 0.8,
     taxonomies: dict | None = None,
+    keep_cut: bool = False,
 ) -> dict:
     """Run a synth stage: ``n`` prompts -> LLM -> validate -> dedup -> shards in ``output_dir``.
 
@@ -259,6 +298,9 @@ def generate_synth(
         dry_run: write prompts, Batch API files and a cost estimate only (see :func:`write_dry_run`).
         execute: textbooks only: also run each passage's code in the sandbox.
         taxonomies: keyword args for the prompt generator (your own taxonomy files).
+        keep_cut: an answer cut at max_tokens keeps the code blocks it finished (finish_reason
+            ``length_cut``, counted ``fallback_parsed: cut_at_max_tokens``) instead of being ``truncated``:
+            for small local models and short budgets.
 
     Returns a summary whose counts add up: ``prompts == kept + sum(rejected) + sum(duplicates) + pending``.
 
@@ -283,7 +325,7 @@ def generate_synth(
     if batch_api:  # one submission for everything: a batch takes hours, chunks would run one after another
         chunk_size = max(1, len(prompts))
     docs, pending, llm = _generate_documents(kind, prompts, requests, client, chunk_size, batch_api,
-                                             poll_interval_s, seed)  # fmt: skip
+                                             poll_interval_s, seed, keep_cut)  # fmt: skip
     post = postprocess(
         kind,
         docs,
@@ -302,6 +344,7 @@ def generate_synth(
         "generated": len(docs),
         "pending": pending,
         **post,
+        "answers": answer_counts(kind, docs, client),
         "llm": {
             **dict(llm),
             "cost_usd": round(client.usage.get("cost_usd", 0.0), 6),

@@ -23,6 +23,8 @@ PARSE_REASONS = (
     "tests_syntax_error",  # the tests do not parse
 )
 
+#: finish_reason of an answer cut at max_tokens whose unfinished tail was removed (cut_to_complete_blocks)
+CUT = "length_cut"
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
 _PY_LANGS = {"", "python", "py", "python3", "pycon", "ipython"}
 _SECTION = re.compile(
@@ -161,6 +163,9 @@ class ParsedExercise:
     tests: str = ""
     reason: str | None = None  # None when all parts were found and parse
     detail: str = ""
+    # how an answer off the asked-for format was read: "no_sections" (no ### headings), "tests_unheaded"
+    # (the tests were another block), "inline_tests" (the checks followed the function in its own block)
+    fallback: str | None = None
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -270,6 +275,7 @@ def parse_exercise(
     solution = _first_code(sections["solution"]) if "solution" in sections else None
     if solution is None:  # no headed section: the first block defining a function
         solution = next((c for c in code_blocks if re.search(r"^\s*(async\s+)?def\s", c, re.M)), None)
+        ex.fallback = "no_sections"
     if solution is None:
         ex.reason = "no_code"
         return ex
@@ -286,6 +292,8 @@ def parse_exercise(
     ex.signature = _signature(fn)
     ex.docstring = ast.get_docstring(fn) or (sections.get("docstring") or "").strip()
     ex.solution, tests = _find_tests(sections, code_blocks, solution)
+    if "test" not in sections and tests:
+        ex.fallback = ex.fallback or ("inline_tests" if ex.solution != solution else "tests_unheaded")
     if not tests or not tests.strip():
         ex.reason = "no_tests"
         return ex
@@ -297,6 +305,52 @@ def parse_exercise(
     if not _has_checks(ast.parse(tests)):
         ex.reason, ex.detail = "no_tests", "no assert statement or test function"
     return ex
+
+
+def cut_to_complete_blocks(text: str | None) -> str | None:
+    """An answer cut at max_tokens without its unfinished tail: the text up to the end of its last closed
+    code block (the prose and code before it are whole), or None when no code block was closed.
+
+    >>> cut_to_complete_blocks("Lists.\\n```python\\nxs = [1]\\n```\\nNow we loop over th")
+    'Lists.\\n```python\\nxs = [1]\\n```'
+    >>> cut_to_complete_blocks("Lists.\\n```python\\nxs = [") is None
+    True
+    """
+    if not text:
+        return None
+    fences, end, k = list(_FENCE.finditer(text)), None, 0
+    while k < len(fences):  # pair fences as split_blocks does: a closing fence has no language tag
+        marker = fences[k].group(1)[0]
+        close = next((j for j in range(k + 1, len(fences))
+                      if fences[j].group(1)[0] == marker and not fences[j].group(2)), None)  # fmt: skip
+        if close is None:
+            break
+        end, k = fences[close].end(), close + 1
+    return text[:end] if end is not None else None
+
+
+def parse_outcome(kind: str, text: str | None, finish_reason: str | None = None,
+                  function_name: str | None = None, llm_error: str | None = None) -> tuple[str, str | None]:
+    """How one generation reads: ``("parsed", None)`` in the asked-for format, ``("fallback_parsed", how)``
+    read another way (see :attr:`ParsedExercise.fallback`), or ``("failed", reason)`` (a PARSE_REASONS).
+
+    >>> parse_outcome("exercises", "```python\\ndef f():\\n    return 1\\n\\nassert f() == 1\\n```")
+    ('fallback_parsed', 'no_sections')
+    >>> parse_outcome("textbooks", "Text\\n```python\\nx = (\\n```", "length")
+    ('failed', 'truncated')
+    """
+    if llm_error:
+        return "failed", "llm_error"
+    if kind == "textbooks":
+        reason, fallback = parse_textbook(text, finish_reason).reason, None
+    else:
+        ex = parse_exercise(text, function_name, finish_reason)
+        reason, fallback = ex.reason, ex.fallback
+    if reason is not None:
+        return "failed", reason
+    if finish_reason == CUT:
+        fallback = "cut_at_max_tokens"
+    return ("fallback_parsed", fallback) if fallback else ("parsed", None)
 
 
 def stub_solution(solution: str, function_name: str) -> str:

@@ -19,6 +19,10 @@ upload), ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``POST /v1/batc
 a ``dict`` is returned verbatim as the JSON response (full control, e.g. for odd finish reasons).
 An exception raised by the responder becomes a 500.
 
+Real servers' gaps, on request: ``accepted_fields`` (any other body key is an HTTP 422 naming it, as
+``transformers serve`` answers ``top_k``), ``logprobs=False`` (asked-for logprobs silently not sent),
+``json_schema=False`` (a json_schema response_format is a 400), ``truncate_at_max_tokens``.
+
 Faults are deterministic: whether attempt ``n`` of a request (key = sha256 of its canonical JSON body)
 is faulted depends only on ``(seed, key, n)``, so a retried request can succeed and a rerun against
 a fresh server with the same plan sees the same faults. The server runs aiohttp on its own event loop
@@ -177,6 +181,8 @@ class OpenAITestServer:
         port: int = 0,
         json_schema: bool = True,
         truncate_at_max_tokens: bool = False,
+        accepted_fields: set[str] | None = None,
+        logprobs: bool = True,
     ):
         self.responder = responder or (lambda body: "ok")
         self.faults = faults or FaultPlan()
@@ -190,6 +196,9 @@ class OpenAITestServer:
         self.truncate_at_max_tokens = (
             truncate_at_max_tokens  # cut answers at max_tokens words, finish "length"
         )
+        # like `transformers serve`: a body key outside these is a 422 naming it (None: anything goes)
+        self.accepted_fields = accepted_fields
+        self.logprobs = logprobs  # False: logprobs asked for are silently not sent
         self._lock = threading.Lock()
         self.request_count = 0
         self.received: list[dict] = []
@@ -309,7 +318,7 @@ class OpenAITestServer:
                 answer = Answer("".join(words[: int(body["max_tokens"])]), "length", answer.logprobs)
         text = answer.text
         logprobs = None
-        if kind == "chat" and body.get("logprobs"):
+        if kind == "chat" and body.get("logprobs") and self.logprobs:
             logprobs = _logprobs_json(answer, int(body.get("top_logprobs") or 1))
         prompt_tokens = _count_tokens(_prompt_text(body))
         completion_tokens = _count_tokens(text)
@@ -399,6 +408,10 @@ class OpenAITestServer:
             event["status"] = "hang"
             await asyncio.sleep(self.faults.hang_s)
             return web.json_response({"error": {"message": "hung (injected)"}}, status=504)
+        unexpected = set(body) - self.accepted_fields if self.accepted_fields is not None else set()
+        if unexpected:
+            event["status"] = 422
+            return web.json_response({"detail": f"Unexpected fields in the request: {unexpected}"}, status=422)
         rf = body.get("response_format")
         if not self.json_schema and isinstance(rf, dict) and rf.get("type") == "json_schema":
             event["status"] = 400

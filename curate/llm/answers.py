@@ -153,12 +153,39 @@ def read_label(text: str | None, scale: str = "binary") -> tuple[str | None, str
     >>> read_label("Educational score: 7", "0-5")
     (None, 'ambiguous')
     """
+    label, problem, _ = read_label_how(text, scale)
+    return label, problem
+
+
+def read_label_how(text: str | None, scale: str = "binary") -> tuple[str | None, str | None, str]:
+    """:func:`read_label` and how the answer was read: ``"json"`` (the answer is the JSON asked for),
+    ``"json_in_text"`` (a JSON object inside prose or a code fence: a server that ignored the schema)
+    or ``"free_text"`` (the claims of the prose; see the module's docstring).
+
+    >>> read_label_how('Sure! Here it is:\\n```json\\n{"label": "high"}\\n```\\nHope it helps.')
+    ('high', None, 'json_in_text')
+    >>> read_label_how("The code is clear, so its value is high.")
+    ('high', None, 'free_text')
+    """
     if not text or not text.strip():
-        return None, UNPARSEABLE
-    structured = _from_json(text, scale)
-    if structured is not None:
-        return structured
-    return read_binary(text) if scale == "binary" else read_score(text)
+        return None, UNPARSEABLE, "free_text"
+    whole = _from_json(text, scale)
+    if whole is not None and (whole[1] != UNPARSEABLE or not _json_objects(text)):
+        return (*whole, "json")  # the JSON asked for, or a cut one: no verdict to find elsewhere
+    for candidate in _json_objects(text):
+        found = _from_json(candidate, scale)
+        if found is not None and found[0] is not None:
+            return (*found, "json_in_text")
+    label, problem = read_binary(text) if scale == "binary" else read_score(text)
+    return label, problem, "free_text"
+
+
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}")  # a flat object: the label schemas have no nesting
+
+
+def _json_objects(text: str) -> list[str]:
+    """The flat ``{...}`` objects written anywhere in ``text`` (fenced or not), in order."""
+    return [m.group() for m in _JSON_OBJECT.finditer(text)]
 
 
 def _from_json(text: str, scale: str) -> tuple[str | None, str | None] | None:

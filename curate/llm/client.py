@@ -38,6 +38,7 @@ from curate.llm.pricing import (
     price_for,
     worst_case_prompt_tokens,
 )
+from curate.llm.serve import LOCAL
 from curate.llm.types import BudgetExceeded, LLMRequest, LLMResult
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -97,9 +98,19 @@ class LLMClient:
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "cost_usd": 0.0,
+            # what a real server lacked, and what the client did instead (see README "LLM servers")
+            "extra_body_refused": 0,  # HTTP 400/422 naming extra_body keys: asked again without them
+            "logprobs_missing": 0,  # top_logprobs asked, none sent: the step falls back to hard labels
         }
         self._reserved_usd = 0.0  # open reservations of this client without a cache (the cache holds its own)
         self._tokenizer_obj = None
+        self._served_model: str | None = None  # the id a local server gives its model (base_url "local")
+        self._extra_refused = False  # the server refused extra_body keys once: not sent again this run
+        if cfg.base_url == LOCAL:  # a local server costs nothing; its model is named by path or bundled
+            from curate.llm.serve import BUNDLED_MODEL, is_bundled
+
+            self.model = BUNDLED_MODEL if is_bundled(cfg.model) else cfg.model
+            self.prices[self.model] = {"input": 0.0, "output": 0.0}
 
     # ------------------------------------------------------------------ keys, prices, estimates
     def key_for(self, request: LLMRequest) -> str:
@@ -234,6 +245,10 @@ class LLMClient:
         from openai import AsyncOpenAI  # heavy import, only when sending
 
         base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if base_url == LOCAL:
+            from curate.llm.serve import local_endpoint
+
+            base_url, self._served_model = local_endpoint(self.config.model)
         return AsyncOpenAI(
             api_key=self._api_key(), base_url=base_url, max_retries=max_retries, timeout=self.timeout_s
         )
@@ -373,7 +388,7 @@ class LLMClient:
         left = await self._reserve_when_fits(state, resv)
         if left is not None:  # a hard cap: this request's worst case no longer fits; smaller ones may
             return LLMResult(key=key, ok=False, error="budget_exhausted", model=model, budget_left_usd=left)
-        body = req.sdk_kwargs(self.model)
+        body = self._body(req)
         endpoint = client.chat.completions if req.kind == "chat" else client.completions
         est_tokens = estimate_prompt_tokens(req) + req.max_tokens
         error = "no attempt made"
@@ -400,6 +415,9 @@ class LLMClient:
                     break
                 except Exception as e:  # classify: retry, or give up with the reason
                     retry, wait, error = self._classify(e)
+                    if self._refused_extra(e, body):
+                        body = self._body(req)  # once, and not counted as a retry of a server fault
+                        continue
                     if not retry:
                         break
                 if attempt < self.max_retries:
@@ -412,6 +430,30 @@ class LLMClient:
             return LLMResult(key=key, ok=False, error=error, model=model, attempts=attempts)
         finally:
             self._settle(state, resv, None)  # a failed request: nothing billed, the reservation goes
+
+    def _body(self, req: LLMRequest) -> dict:
+        """The create() kwargs: extra_body dropped once the server refused it; a local server's model id."""
+        body = req.sdk_kwargs(self._served_model or self.model)
+        if self._extra_refused:
+            body.pop("extra_body", None)
+        return body
+
+    def _refused_extra(self, e: Exception, body: dict) -> bool:
+        """True (and extra_body off for the rest of the run) when ``e`` is an HTTP 400/422 naming a key of
+        the body's ``extra_body``: e.g. ``transformers serve`` answers ``top_k`` with 422."""
+        import openai
+
+        extra = body.get("extra_body") or {}
+        if not extra or not isinstance(e, openai.APIStatusError) or e.status_code not in (400, 422):
+            return False
+        message = str(getattr(e, "message", "")) + " " + str(getattr(e, "body", ""))
+        if not any(name in message for name in extra):
+            return False
+        if not self._extra_refused:
+            logger.warning(f"LLMClient: the server refuses {sorted(extra)}; sending without extra_body")
+        self._extra_refused = True
+        self.usage["extra_body_refused"] += 1
+        return True
 
     def _classify(self, e: Exception) -> tuple[bool, float | None, str]:
         """-> (retryable, server-requested wait in s, redacted error text)."""
@@ -475,6 +517,8 @@ class LLMClient:
             "source": "online",
             "logprobs": _logprobs_json(choice),
         }
+        if req.top_logprobs and row["logprobs"] is None:
+            self.usage["logprobs_missing"] += 1
         # answer, spend and release in one commit: a SIGKILL after this line never re-sends or re-pays it
         self._settle(state, resv, spend, row)
         return self._result_from_row(row, cached=False, attempts=attempts)

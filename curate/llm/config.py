@@ -45,7 +45,7 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
     model: str = "gpt-4o-mini"
-    base_url: str | None = None  # None -> $OPENAI_BASE_URL, else OpenAI
+    base_url: str | None = None  # None -> $OPENAI_BASE_URL, else OpenAI; "local" -> a local server (curate.llm.serve)
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable; the key itself is never stored
     cache_path: str | None = None  # sqlite answer cache + cumulative spend; None -> the step's default
     max_concurrency: int = Field(16, ge=1, validation_alias=AliasChoices("max_concurrency", "concurrency"))

@@ -13,7 +13,7 @@ from llm_helpers import stdlib_snippets
 from openai_server import HOSTILE_FAULT_MIX, Answer, FaultPlan
 
 from curate.llm.answers import read_label, soft_label
-from curate.llm_labeler import LLMQualityLabeler
+from curate.llm_labeler import REASK_TOKENS, LLMQualityLabeler
 
 OTHER = {"high": "low", "low": "high"}
 REASONS = [
@@ -174,10 +174,13 @@ def test_schema_refusal_falls_back_to_one_word_and_truncation_is_recorded(openai
     assert all(md["quality_label"] == "low" and md["label_finish_reason"] == "length" for md in out)
     assert lab.answer_format == "word" and "response_format" not in srv.received[-1]
     srv2 = openai_server(
-        responder=lambda b: "The educational value of this snippet is", truncate_at_max_tokens=True
+        responder=lambda b: "The educational value of this snippet is" + " rather" * 200, truncate_at_max_tokens=True
     )
     lab2 = LLMQualityLabeler(
         {"model": "m", "base_url": srv2.base_url, "cache_path": None, "structured_output": "off"}
     )
     out2 = [d.metadata for d in lab2.run(iter(stdlib_snippets(3)))]
     assert all(md["label_error"] == "truncated" and md["label_finish_reason"] == "length" for md in out2)
+    # each cut answer was asked again once, for one word with more room, before it was recorded as cut
+    assert lab2.stats.stats["fallback_truncated_reasked"].total == 3 and lab2.stats.stats["failed"].total == 3
+    assert [b["max_tokens"] for b in srv2.received[-3:]] == [REASK_TOKENS] * 3

@@ -71,7 +71,7 @@ def test_every_did_you_mean_keeps_its_wording(tmp_path):
     [(key, message)] = problems_of("quikstart")
     assert (
         key == "(file)"
-        and "no bundled recipe 'quikstart'; did you mean quickstart, ablate-quickstart? (bundled: " in message
+        and "no bundled recipe 'quikstart'; did you mean quickstart, quickstart-llm, ablate-quickstart? (bundled: " in message
     )
     [(_, message)] = problems_of(small(tmp_path), ["zzzzzz=1"])
     assert "did you mean" not in message

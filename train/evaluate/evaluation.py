@@ -277,6 +277,9 @@ def evaluate(
         "seconds": {"generation": round(gen_s, 2), "execution": round(exec_s, 2)},
         "notes": notes,
     }
+    if getattr(generator, "answers", None) is not None:  # an endpoint: parse outcomes of its answers
+        summary["answers"] = {**generator.answers, "server_fallbacks": {
+            k: generator.client.usage.get(k, 0) for k in ("extra_body_refused",)}}  # fmt: skip
     if split_json:
         summary["subsets"] = _subsets(split_json, benchmark, per_task, checksum)
     (out_dir / f"{stem}.summary.json").write_text(json.dumps(summary, indent=2))

@@ -201,6 +201,8 @@ class EndpointGenerator:
         self.llm = config.with_defaults(max_tokens=512, temperature=0.0)
         self.kind = kind
         self._client = client
+        # parse outcomes for the summary: a chat answer without a ```python fence is read whole (fallback)
+        self.answers = {"requests": 0, "parsed": 0, "fallback_parsed": 0, "failed": 0}
 
     @property
     def name(self) -> str:
@@ -244,12 +246,15 @@ class EndpointGenerator:
         results = self.client.run(reqs)
         out: list[list[dict]] = [[] for _ in prompts]
         for req, res in zip(reqs, results, strict=True):
-            if not res.ok:
-                out[req.metadata["prompt_index"]].append(
-                    {"completion": "", "gen_error": res.error or "failed"}
-                )
+            self.answers["requests"] += 1
+            if not res.ok or not (res.text or "").strip():
+                self.answers["failed"] += 1
+                error = (res.error or "failed") if not res.ok else "empty answer"
+                out[req.metadata["prompt_index"]].append({"completion": "", "gen_error": error})
                 continue
             text = res.text or ""
+            fenced = self.kind == "completion" or _FENCE.search(text) is not None
+            self.answers["parsed" if fenced else "fallback_parsed"] += 1
             if self.kind == "chat":
                 code = code_from_chat(text)
                 first = next((ln for ln in code.splitlines() if ln.strip()), "")

@@ -34,6 +34,9 @@ empty. Partial credit for a solution with minor errors. Do not reward length.
 Reply with a short justification, then a final line of the form "SCORE: <integer 0-10>"."""
 
 _SCORE = re.compile(r"SCORE:\s*(10|\d)(?:\s*/\s*10)?\b", re.I)
+# what a model that ignored the format wrote instead: "8/10", "a score of 7", "I would give it a 6"
+_LOOSE_SCORE = re.compile(r"\b(10|\d)\s*(?:/|out of)\s*10\b|\b(?:score|grade|rating)\s+(?:of|is|would be)\s+(10|\d)\b|"
+                          r"\bgive (?:it|this)(?: a)? (10|\d)\b", re.I)  # fmt: skip
 
 
 def parse_score(text: str | None) -> int | None:
@@ -44,10 +47,23 @@ def parse_score(text: str | None) -> int | None:
     >>> parse_score("no score here") is None
     True
     """
+    return read_score(text)[0]
+
+
+def read_score(text: str | None) -> tuple[int | None, str]:
+    """``(score, how)``: ``"score_line"`` as asked, ``"free_text"`` from a score written another way (the
+    last one), ``"failed"`` when there is none.
+
+    >>> read_score("SCORE: 7"), read_score("Mostly right. I would give it a 6 out of 10."), read_score("ok")
+    ((7, 'score_line'), (6, 'free_text'), (None, 'failed'))
+    """
     if not text:
-        return None
+        return None, "failed"
     found = _SCORE.findall(text)
-    return int(found[-1]) if found else None
+    if found:
+        return int(found[-1]), "score_line"
+    loose = [next(g for g in m.groups() if g) for m in _LOOSE_SCORE.finditer(text)]
+    return (int(loose[-1]), "free_text") if loose else (None, "failed")
 
 
 def grade_solutions(
@@ -93,8 +109,10 @@ def grade_solutions(
     results = client.run(reqs)
     rows = []
     per_model: dict[str, list] = defaultdict(list)
+    hows: list[str] = []
     for s, res in zip(solutions, results, strict=True):
-        score = parse_score(res.text) if res.ok else None
+        score, how = read_score(res.text) if res.ok else (None, "failed")
+        hows.append(how)
         error = None if res.ok and score is not None else (res.error or "no SCORE line in the grader reply")
         row = {
             "model": s.get("model", "unknown"),
@@ -113,6 +131,9 @@ def grade_solutions(
             "rubric_sha256": rubric_sha,
             "rubric": rubric,
         },
+        "answers": {"requests": len(hows), "parsed": hows.count("score_line"),
+                    "fallback_parsed": hows.count("free_text"), "failed": hows.count("failed"),
+                    "server_fallbacks": {k: client.usage.get(k, 0) for k in ("extra_body_refused",)}},  # fmt: skip
         "per_model": {
             m: {
                 "n": len(scores),
