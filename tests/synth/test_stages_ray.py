@@ -17,7 +17,7 @@ from synth.stages import SynthGenerator, dedup_shards
 from synth.validate import TextbookFilter
 
 ray = pytest.importorskip("ray")
-from test_stages import PRICES, llm_block, rows, textbook_responder  # noqa: E402
+from test_synth_stages import PRICES, llm_block, rows, textbook_responder  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
