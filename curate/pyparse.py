@@ -42,6 +42,7 @@ from functools import lru_cache
 PYTHON3, PYTHON2, NEWER = "python3", "python2", "newer_syntax"
 VALID_DIALECTS = (PYTHON3, PYTHON2, NEWER)
 FAILURES = ("syntax_error", "too_deeply_nested", "too_complex", "invalid_source")
+_PRINT_EXPRESSION = re.compile(rb"print[ \t]+[\[(\-+~]")
 _OLD_OCTAL = re.compile(rb"0[0-9]+[lL]?")
 _LONG_INT = re.compile(rb"(0[xXoObB])?[0-9a-fA-F_]+[lL]")
 # exception classes are CamelCase; a lower-case name after the comma is Python 2's `except E, name`
@@ -121,6 +122,14 @@ def _print_edits(node, src: bytes) -> list[Edit]:
     return edits
 
 
+def _print_expression_edits(node, src: bytes) -> list[Edit]:
+    """In a Python 2 file, ``print [x], y``, ``print (a, b)`` or ``print -x`` are print statements
+    that tree-sitter reads as expressions (a subscript, a call, a subtraction of ``print``)."""
+    if not _PRINT_EXPRESSION.match(src, node.start_byte, node.end_byte):
+        return []
+    return [(node.start_byte, node.start_byte + 5, b"print("), (node.end_byte, node.end_byte, b")")]
+
+
 def _exec_edits(node) -> list[Edit]:
     keyword = node.children[0]
     edits: list[Edit] = [(keyword.start_byte, keyword.end_byte, b"exec(")]
@@ -157,18 +166,20 @@ def _except_edits(node, src: bytes, python2_elsewhere: bool) -> tuple[list[Edit]
     ], NEWER
 
 
-def _string_edits(node, src: bytes) -> tuple[list[Edit], str | None]:
+def _string_edits(node, src: bytes) -> tuple[list[Edit], str | None, str]:
     """Backticks (Python 2 ``repr``), ``ur''`` prefixes, t-strings, nested same-quote f-strings."""
     start, end = node.children[0], node.children[-1]
     opener = src[start.start_byte : start.end_byte]
     if opener == b"`":
-        return [(start.start_byte, start.end_byte, b"repr("), (end.start_byte, end.end_byte, b")")], PYTHON2
+        edits = [(start.start_byte, start.end_byte, b"repr("), (end.start_byte, end.end_byte, b")")]
+        return edits, PYTHON2, "backtick_repr"
     prefix = opener.rstrip(b"'\"").lower()
     if b"u" in prefix and b"r" in prefix:
         i = opener.lower().index(b"u")
-        return [(start.start_byte + i, start.start_byte + i + 1, b"")], PYTHON2
+        return [(start.start_byte + i, start.start_byte + i + 1, b"")], PYTHON2, "ur_string_prefix"
     edits: list[Edit] = []
-    if b"t" in prefix:
+    construct = "template_string" if b"t" in prefix else "nested_fstring"
+    if b"t" in prefix:  # a t-string's Template has the f-string's parts: the shape of a JoinedStr
         i = opener.lower().index(b"t")
         edits.append((start.start_byte + i, start.start_byte + i + 1, b"f"))
     if (b"f" in prefix or b"t" in prefix) and _reuses_quote(node, src, opener[len(prefix) :]):
@@ -176,7 +187,7 @@ def _string_edits(node, src: bytes) -> tuple[list[Edit], str | None]:
         other = b"'''" if quote[:1] == b'"' else b'"""'
         if len(quote) == 1:  # requote the outer string so the inner one's quotes no longer close it
             edits += [(start.end_byte - 1, start.end_byte, other), (end.start_byte, end.end_byte, other)]
-    return edits, (NEWER if edits else None)
+    return edits, (NEWER if edits else None), construct
 
 
 def _reuses_quote(node, src: bytes, quote: bytes) -> bool:
@@ -222,13 +233,9 @@ def _node_edits(node, src: bytes, python2_elsewhere: bool) -> tuple[list[Edit], 
     if kind == "except_clause":
         return *_except_edits(node, src, python2_elsewhere), "except_comma"
     if kind == "string" and node.children:
-        edits, dialect = _string_edits(node, src)
-        backtick = src[node.start_byte : node.start_byte + 1] == b"`"
-        return (
-            edits,
-            dialect,
-            "backtick_repr" if backtick else "string_prefix" if dialect == PYTHON2 else "fstring",
-        )
+        return _string_edits(node, src)
+    if kind == "expression_statement" and python2_elsewhere:
+        return _print_expression_edits(node, src), PYTHON2, "print_statement"
     if kind == "tuple_pattern" and parent in ("parameters", "lambda_parameters"):
         return (
             [(node.start_byte, node.end_byte, b"_tuple_param_%d" % node.start_byte)],
