@@ -42,7 +42,7 @@ from curate.labelers import heuristic_score, in_sample  # noqa: E402
 
 VERSIONS = REPO / "tests" / "curate" / "python_versions"
 RULES = {
-    "target_precision 0.9 (shipped before)": {"target_precision": 0.9},
+    "target_precision 0.9 (the rule before)": {"target_precision": 0.9},
     "target_precision 0.8": {"target_precision": 0.8},
     "best_f1": {"best_f1": True},
     "keep_rate 0.25": {"keep_rate": 0.25},

@@ -192,7 +192,16 @@ def heuristic_score(text: str) -> float:
         >>> heuristic_score(good) > heuristic_score("X = 1\\nY = 2\\nZ = 3\\n")
         True
     """
-    f = code_features(text)
+    return score_features(code_features(text))
+
+
+def score_features(f: dict[str, float]) -> float:
+    """:func:`heuristic_score` from already computed :func:`code_features` (one parse serves both).
+
+    Example:
+        >>> score_features(code_features("X = 1\\n")) == heuristic_score("X = 1\\n")
+        True
+    """
     if not f["parses"] or f["lines"] < 3:
         return 0.0
     score = 0.23 * f["docstring_share"]
