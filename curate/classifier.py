@@ -94,33 +94,49 @@ def embedder_spec(embedder) -> dict[str, Any]:
     }
 
 
+def _cut_points(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, precision, recall) at every cut between distinct scores, highest threshold first."""
+    order = np.argsort(-scores, kind="stable")
+    s_sorted, y_sorted = scores[order], y[order]
+    tp = np.cumsum(y_sorted)
+    kept = np.arange(1, len(y) + 1)
+    # only cut between distinct scores: every doc with score >= t is kept
+    last_of_run = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    return s_sorted[last_of_run], (tp / kept)[last_of_run], (tp / max(1, int(y.sum())))[last_of_run]
+
+
 def choose_threshold(
-    y: np.ndarray, scores: np.ndarray, target_precision: float | None = None, keep_rate: float | None = None
+    y: np.ndarray,
+    scores: np.ndarray,
+    target_precision: float | None = None,
+    keep_rate: float | None = None,
+    best_f1: bool = False,
 ) -> dict[str, Any]:
-    """Pick the decision threshold on (out-of-fold) scores.
+    """Pick the decision threshold on (out-of-fold) scores, by one stated rule.
 
     * ``target_precision``: the lowest threshold whose precision reaches the target (the most recall at
       that precision); if no threshold reaches it, the one with the best precision (``target_met`` False).
     * ``keep_rate``: the threshold that keeps about that fraction of the scored documents.
-    * neither: 0.5.
+    * ``best_f1``: the threshold with the best F1 on the labels (the lowest one among ties).
+    * none: 0.5.
 
     Example:
         >>> choose_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]), target_precision=1.0)["threshold"]
         0.8
+        >>> choose_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]), best_f1=True)["threshold"]
+        0.35
     """
     y = np.asarray(y).astype(int)
     scores = np.asarray(scores, dtype=float)
-    if target_precision is not None and keep_rate is not None:
-        raise ValueError("give target_precision or keep_rate, not both")
+    if (target_precision is not None) + (keep_rate is not None) + bool(best_f1) > 1:
+        raise ValueError("give one of target_precision, keep_rate, best_f1")
+    if best_f1:
+        thresholds, precision, recall = _cut_points(y, scores)
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        i = int(np.flatnonzero(f1 == f1.max()).max())
+        return {"threshold": float(thresholds[i]), "rule": "best_f1", "target": None, "target_met": True}
     if target_precision is not None:
-        order = np.argsort(-scores, kind="stable")
-        s_sorted, y_sorted = scores[order], y[order]
-        tp = np.cumsum(y_sorted)
-        kept = np.arange(1, len(y) + 1)
-        # only cut between distinct scores: every doc with score >= t is kept
-        last_of_run = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-        precision = (tp / kept)[last_of_run]
-        thresholds = s_sorted[last_of_run]
+        thresholds, precision, _ = _cut_points(y, scores)
         ok = np.nonzero(precision >= target_precision)[0]
         if len(ok):
             i = ok.max()  # lowest threshold (most kept) that still meets the precision
@@ -303,7 +319,13 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
         return (self.quality_score(X) >= self.threshold).astype(int)
 
     def cross_validate(
-        self, X, y, folds: int = 5, target_precision: float | None = None, keep_rate: float | None = None
+        self,
+        X,
+        y,
+        folds: int = 5,
+        target_precision: float | None = None,
+        keep_rate: float | None = None,
+        best_f1: bool = False,
     ) -> dict[str, Any]:
         """Stratified k-fold CV; sets ``self.threshold`` from the out-of-fold scores; returns the metrics.
 
@@ -331,10 +353,13 @@ class QualityClassifier(ClassifierMixin, BaseEstimator):
             model = clone(self).set_params(featurizer=None)._fit_features(F[train_idx], y[train_idx])
             oof[test_idx] = model.quality_score(F[test_idx])
             per_fold.append(binary_metrics(y[test_idx], oof[test_idx], 0.5))
-        if target_precision is None and keep_rate is None:  # no rule: the threshold the user set stays
+        if (
+            target_precision is None and keep_rate is None and not best_f1
+        ):  # no rule: the user's threshold stays
             choice = {"threshold": float(self.threshold), "rule": "fixed", "target": None, "target_met": True}
         else:
-            choice = choose_threshold(y, oof, target_precision=target_precision, keep_rate=keep_rate)
+            choice = choose_threshold(y, oof, target_precision, keep_rate, best_f1)
+        self.oof_scores_ = oof  # what the threshold was chosen on (benchmarks report its curves)
         self.threshold = choice["threshold"]
         metrics = binary_metrics(y, oof, self.threshold)
         metrics.update(
@@ -457,6 +482,7 @@ def train_quality_classifier(
     kind: str = "random_forest",
     target_precision: float | None = None,
     keep_rate: float | None = None,
+    best_f1: bool = False,
     folds: int = 5,
     label_cutoff: float = 3.0,
     random_state: int = 0,
@@ -469,7 +495,7 @@ def train_quality_classifier(
     Rows with a ``quality_label`` are the training set (``high``/``low`` or a 0-5 score, positive at
     ``label_cutoff``). Embeddings stored under ``input_dir/embeddings/<model_id>/`` (by the ``embed``
     step) are reused; only missing ones are computed. Stratified k-fold CV gives the metrics and the
-    threshold (for ``target_precision`` or ``keep_rate``), then the model is refit on every row and
+    threshold (by one rule: ``target_precision``, ``keep_rate`` or ``best_f1``), then the model is refit on every row and
     saved to ``output_path`` (+ ``output_path.json`` metadata). The metrics are also merged into
     ``input_dir/manifest.json`` under ``quality_classifier``.
 
@@ -522,7 +548,7 @@ def train_quality_classifier(
         X = X.tolist()
     text_featurizer = None if featurizer == "embedding" else featurizer
     clf = QualityClassifier(kind=kind, featurizer=text_featurizer, random_state=random_state, **params)
-    metrics = clf.cross_validate(X, y, folds=folds, target_precision=target_precision, keep_rate=keep_rate)
+    metrics = clf.cross_validate(X, y, folds, target_precision, keep_rate, best_f1)
     clf.fit(X, y)
     label_source = ",".join(sorted(sources)) or None
     spec = embedder_spec(emb) if featurizer == "embedding" else None
@@ -671,6 +697,7 @@ class TrainQualityClassifierConfig(BaseModel):
     kind: Literal["random_forest", "lightgbm", "logistic"] = "random_forest"
     target_precision: float | None = Field(None, gt=0, le=1)
     keep_rate: float | None = Field(None, gt=0, le=1)
+    best_f1: bool = False
     folds: int = Field(5, ge=2)
     label_cutoff: float = 3.0
     random_state: int = 0

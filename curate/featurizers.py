@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from curate.extras import missing_extra_base
-from curate.labelers import NODE_KINDS, code_features
+from curate.labelers import NODE_KINDS, code_features, score_features
 
 try:  # scikit-learn is the [embed] extra: without it structure_features/code_tokens still work and
     # creating a featurizer raises MissingExtraError (they subclass the real bases to stay transformers)
@@ -57,7 +57,8 @@ def structure_features(text: str, max_chars: int = 20_000) -> np.ndarray:
     """The :class:`CodeStructureFeaturizer` vector of one text (float64, fixed length).
 
     Shares (docstring, comment, data, string-literal, node-kind shares...) enter as they are, counts
-    and sizes as ``log1p``; a text that does not parse is all zeros but its line count.
+    and sizes as ``log1p``, then the heuristic labeler's score. Code of any Python version has its real
+    features (:mod:`curate.pyparse`); broken code has those of the statements that parse and ``parses`` 0.
 
     Example:
         >>> v = structure_features('def add(a, b):\\n    \\"\\"\\"Add two numbers.\\"\\"\\"\\n    return a + b\\n')
@@ -65,8 +66,12 @@ def structure_features(text: str, max_chars: int = 20_000) -> np.ndarray:
         True
     """
     f = code_features(text, max_chars)
+    # the offline labeler's score is a feature too: a hand-made summary of the signals above that lets a
+    # forest rank short textbook files (few lines, few defs) as their docstrings and examples deserve
+    # (measured: benchmarks/bench_quality_threshold.py, RESULTS.md issue 24)
     return np.asarray(
-        [f.get(k, 0.0) for k in _SHARES] + [math.log1p(f.get(k, 0.0)) for k in _COUNTS], dtype=np.float64
+        [f.get(k, 0.0) for k in _SHARES] + [math.log1p(f.get(k, 0.0)) for k in _COUNTS] + [score_features(f)],
+        dtype=np.float64,
     )
 
 
@@ -86,13 +91,13 @@ class CodeStructureFeaturizer(TransformerMixin, BaseEstimator):
         self.max_chars = max_chars
 
     def fit(self, X, y=None):
-        self.n_features_out_ = len(_SHARES) + len(_COUNTS)
+        self.n_features_out_ = len(_SHARES) + len(_COUNTS) + 1
         return self
 
     def transform(self, X) -> np.ndarray:
         texts = document_texts(X)
         if not texts:
-            return np.zeros((0, len(_SHARES) + len(_COUNTS)))
+            return np.zeros((0, len(_SHARES) + len(_COUNTS) + 1))
         return np.stack([structure_features(t, self.max_chars) for t in texts])
 
 

@@ -66,11 +66,11 @@ from __future__ import annotations
 
 import ast
 import copy
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from curate.pyparse import parse_valid
 from decontam.canonical import canonical_statements, is_docstring
 
 # exceptions ast.parse / our walk can raise on hostile input; all are recorded, never fatal
@@ -262,10 +262,8 @@ def ast_match_rate(code_a: str, code_b: str, size_discount: int = 0) -> float:
 
 
 def _parse(text: str) -> ast.Module:
-    with warnings.catch_warnings():
-        # invalid escape sequences in old code are warnings, not failures
-        warnings.simplefilter("ignore")
-        return ast.parse(text)
+    # code of any Python version (2, or newer than this interpreter) gets its real shape
+    return parse_valid(text)
 
 
 @dataclass

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import ast
 import builtins
-import warnings
 
+from curate.pyparse import parse_valid
 from decontam.canonical import canonical_statements, is_docstring
 
 _BUILTINS = frozenset(dir(builtins))
@@ -75,9 +75,7 @@ def _drop_docstring(node) -> None:
 
 def normalise_code(source: str) -> str:
     """The normal form of ``source`` (see the module docstring). Raises ``SyntaxError`` if it does not parse."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # invalid escape sequences in old code
-        tree = ast.parse(source)
+    tree = parse_valid(source)  # any Python version (curate.pyparse)
     imported = {
         (a.asname or a.name).split(".")[0]
         for n in ast.walk(tree)

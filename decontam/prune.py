@@ -232,7 +232,8 @@ def score_ast(
         doc_score[unit_doc[best_units]] = res.query_score[best_units]
         has = res.query_score[best_units] > 0
         doc_unit[unit_doc[best_units[has]]] = best_units[has]
-    doc_item = np.where(doc_unit >= 0, res.query_item[np.maximum(doc_unit, 0)], -1)
+    doc_item = np.full(n_docs, -1, dtype=np.int64)  # indexed only where a unit exists: no unit at all is fine
+    doc_item[doc_unit >= 0] = res.query_item[doc_unit[doc_unit >= 0]]
     return BenchmarkScores(
         name=name,
         items=items,

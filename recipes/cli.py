@@ -608,6 +608,7 @@ def train_classifier_(
         None, help="Threshold: lowest score with this CV precision."
     ),
     keep_rate: float | None = typer.Option(None, help="Threshold: keep about this share of documents."),
+    best_f1: bool = typer.Option(False, "--best-f1", help="Threshold: the best CV F1 on the labels."),
     folds: int = typer.Option(5, help="Stratified CV folds."),
     embed_model: str | None = typer.Option(None, help="Embedding model (default: bundled offline MiniLM)."),
     embed_kind: EmbedderKind = typer.Option(EmbedderKind.sentence, help="The embedder."),
@@ -631,6 +632,7 @@ def train_classifier_(
         featurizer=featurizer,
         target_precision=target_precision,
         keep_rate=keep_rate,
+        best_f1=best_f1,
         folds=folds,
     )
     emit(summary, as_json)

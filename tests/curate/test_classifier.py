@@ -300,6 +300,25 @@ def test_threshold_for_target_precision_and_keep_rate():
     assert choose_threshold(y, s, target_precision=1.0)["threshold"] == 0.6
     assert choose_threshold(y, s, target_precision=0.75)["threshold"] == 0.4
     assert choose_threshold(y, s, keep_rate=0.25)["threshold"] == 0.7
+    # best F1: at 0.4 (P 0.8, R 1.0, F1 0.889) over 0.6 (P 1.0, R 0.75, F1 0.857)
+    assert choose_threshold(y, s, best_f1=True) == {
+        "threshold": 0.4, "rule": "best_f1", "target": None, "target_met": True,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="one of"):
+        choose_threshold(y, s, keep_rate=0.5, best_f1=True)
+
+
+def test_best_f1_threshold_is_the_f1_maximum_of_the_out_of_fold_scores():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    X = np.c_[y + rng.normal(0, 0.8, 300), rng.normal(0, 1, 300)]
+    clf = QualityClassifier(kind="logistic")
+    metrics = clf.cross_validate(X, y, folds=5, best_f1=True)
+    oof = clf.oof_scores_
+    best = max(f1_score(y, oof >= t) for t in np.unique(oof))
+    assert metrics["threshold_rule"]["rule"] == "best_f1" and metrics["f1"] == pytest.approx(best)
 
 
 @pytest.mark.parametrize("kind", ["random_forest", "lightgbm", "logistic"])

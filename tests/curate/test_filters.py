@@ -1,5 +1,6 @@
 """The code heuristic filters: each drop has its reason, real stdlib code passes, and the fast paths agree with the plain checks they replace."""
 
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from curate.filters import (
     PythonSyntaxFilter,
     code_filters,
 )
+from curate.pyparse import python_dialect
 from curate.readers import (
     PythonSourceReader,
 )
@@ -140,10 +142,65 @@ def test_syntax_filter_ast_check_agrees_with_ast_parse():
     texts += [
         p.read_text(errors="replace") for p in sorted((stdlib / "lib2to3" / "tests" / "data").glob("*.py"))
     ]
-    fast, strict = PythonSyntaxFilter(), PythonSyntaxFilter(check="symtable")
+    fast, strict = PythonSyntaxFilter(keep=["python3"]), PythonSyntaxFilter(check="symtable")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for text in texts:
-            assert fast.filter(doc(text)) == _ast_parse_verdict(text), text[:80]
+            expected = _ast_parse_verdict(text)
+            if expected == (False, "syntax_error"):  # the reason says which Python, if any, it is
+                expected = (False, python_dialect(text))
+                assert expected[1] in ("python2", "newer_syntax", "syntax_error")
+            assert fast.filter(doc(text)) == expected, text[:80]
     assert fast.filter(doc("nonlocal x\n")) is True
     assert strict.filter(doc("nonlocal x\n")) == (False, "syntax_error")
+
+
+def test_syntax_filter_keep_chooses_python_versions(tmp_path):
+    """Python 2 and 3.12+ files are told apart from broken ones; ``keep`` picks what passes; a recipe
+    naming an unknown version fails validation at the ``keep`` key."""
+    from recipes.schema import RecipeError, load_recipe
+
+    versions = Path(__file__).resolve().parent / "python_versions"
+    docs = {
+        "py2": (versions / "py2_class.pysrc").read_text(),
+        "py312": (versions / "py3.12.pysrc").read_text(),
+        "py3": (versions / "py3.8.pysrc").read_text(),
+        "broken": "def f(:\n    return 1\n",
+    }
+    newer = "python3" if sys.version_info >= (3, 12) else "newer_syntax"
+    reasons = {}
+    for keep in (None, ["python3"], ["python3", "newer_syntax", "python2"]):
+        step = PythonSyntaxFilter(keep=keep)
+        reasons[str(keep)] = {k: step.filter(doc(text)) for k, text in docs.items()}
+    assert reasons["None"] == {
+        "py2": (False, "python2"),
+        "py312": True,
+        "py3": True,
+        "broken": (False, "syntax_error"),
+    }
+    assert reasons["['python3']"]["py312"] == (True if newer == "python3" else (False, "newer_syntax"))
+    assert list(reasons["['python3', 'newer_syntax', 'python2']"].values()) == [
+        True,
+        True,
+        True,
+        (False, "syntax_error"),
+    ]
+
+    (tmp_path / "src").mkdir()
+    recipe = {
+        "name": "versions",
+        "vars": {"out": str(tmp_path / "out")},
+        "stages": [
+            {
+                "name": "filter",
+                "input": {"uses": "python_source", "with": {"paths": [str(tmp_path / "src")]}},
+                "steps": [{"uses": "python_syntax", "with": {"keep": ["python3", "python2"]}}],
+                "output": "${out}/filtered",
+            }
+        ],
+    }
+    load_recipe(recipe)
+    recipe["stages"][0]["steps"][0]["with"]["keep"] = ["python3", "python4"]
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    assert any("keep" in key for key, _ in info.value.problems), info.value.problems
