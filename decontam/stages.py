@@ -40,12 +40,14 @@ def make_executor(pipeline: list, spec: dict[str, Any] | None, logs: Path, job_n
     if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
+        options.setdefault("start_method", "fork")  # a forkserver re-imports everything per task: seconds
         return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs), **options)
     if kind == "ray":
         import ray
         from datatrove.executor.ray import RayPipelineExecutor
 
         init = options.pop("init", {"include_dashboard": False})
+        workers = workers if workers > 0 else tasks  # datatrove's Ray executor submits `workers` at a time
         if not ray.is_initialized():
             ray.init(ignore_reinit_error=True, **init)
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs), **options)
@@ -76,7 +78,10 @@ def run_stage(pipeline: list, spec, logs: Path, fingerprint: str, outputs: Seque
     stamp.write_text(json.dumps({"fingerprint": fingerprint}))
     executor = make_executor(pipeline, spec, logs, job_name=name)
     executor.run()
-    return _completed(logs) >= executor.world_size
+    missing = executor.world_size - _completed(logs)
+    if missing and (spec or {}).get("type", "local") != "slurm":
+        raise RuntimeError(f"stage {name}: {missing} task(s) failed; see {logs}/logs/ (rerun resumes)")
+    return not missing
 
 
 def _fingerprint(payload: dict[str, Any], input_dir: str) -> str:
