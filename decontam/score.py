@@ -464,6 +464,10 @@ class DecontamScorer(PipelineStep):
         if shard is not None:
             yield from self._flush(shard, pending)
             shard.close()
+        import resource
+
+        # this task's peak memory (the process's high-water mark, KiB on Linux), for scaling checks
+        self.stat_update("peak_rss_mb", value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
     def _flush(self, shard: _ShardBuffer, docs: list[Document]) -> DocumentsPipeline:
         if not docs:

@@ -124,9 +124,13 @@ def run_audit_stages(
     payload = {k: v for k, v in vars(scorer).items() if not k.startswith("_") and k != "embedder"}
     payload["embedder"] = type(embedder).__name__ if embedder is not None else None
     payload["tasks"] = (executor or {}).get("tasks", 2)
+    score_executor = dict(executor or {})
+    if embeddings and score_executor.get("type", "local") == "local":
+        # torch's thread pools do not survive a fork of a process that already used them
+        score_executor["options"] = {"start_method": "forkserver", **(score_executor.get("options") or {})}
     t0 = time.perf_counter()
     done = run_stage(
-        [AuditShardReader(str(input_dir)), scorer], executor, logs / "decontam-score",
+        [AuditShardReader(str(input_dir)), scorer], score_executor, logs / "decontam-score",
         _fingerprint(payload, str(input_dir)), [out / SCORE_SHARDS], "decontam-score",
     )  # fmt: skip
     timings["score_s"] = round(time.perf_counter() - t0, 3)

@@ -138,7 +138,8 @@ def test_without_mbpp_the_audit_runs_to_a_report_and_says_so(planted, tmp_path, 
     assert job["similar"]["humaneval"]["0.9"] >= 10 and Path(job["report"]).is_file()
 
 
-@pytest.mark.slow  # embeds ~100 documents twice per view: minutes on 2 shared cores
+@pytest.mark.slow  # embeds ~70 documents twice per view: minutes on 2 shared cores
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("view", ["document", "normalised_units"])
 def test_every_rule_of_each_embedding_view_matches_the_single_process_audit(planted, tmp_path, mbpp_path, view):
     """Each rule using embeddings, on each view, with MBPP: identical outputs and a report. The score
