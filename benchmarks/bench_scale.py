@@ -64,7 +64,9 @@ def run_one(mode: str, corpus: str, out: str) -> dict:
         from decontam.prune import prune_shards
         from decontam.report import scan_ngrams
 
-        prune_shards(corpus, out, benchmarks=benchmarks, mbpp_path=mbpp, rule="ast", embeddings=False, workers=2)
+        prune_shards(
+            corpus, out, benchmarks=benchmarks, mbpp_path=mbpp, rule="ast", embeddings=False, workers=2
+        )
         scan_ngrams(corpus, out, benchmarks, mbpp)
         tasks = []
     else:
@@ -97,7 +99,9 @@ def scale(base_mb: float, work: Path, plot: str | None) -> list[dict]:
         for mode in ("old", "new"):
             out = work / f"{mode}_{copies}x"
             cmd = [sys.executable, __file__, "--run", mode, "--corpus", str(corpus), "--out", str(out)]
-            result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            result = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            )
             result.update(mode=mode, copies=copies, docs=n_docs, docs_per_s=n_docs / result["wall_s"])
             result["peak_task_rss_mb"] = max(result["task_rss_mb"], default=result["driver_rss_mb"])
             rows.append(result)
@@ -163,7 +167,9 @@ def recall(n_items: int, n_clean: int, work: Path) -> None:
         cmd = [sys.executable, __file__, "--recall-run", json.dumps({"spec": spec, **kwargs}),
                "--corpus", str(work / "planted"), "--out", str(work / label.split()[0] + str(len(label)))]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        out = json.loads(
+            subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_min = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / 60
         removed = set(out["removed"])
@@ -179,7 +185,9 @@ def recall(n_items: int, n_clean: int, work: Path) -> None:
 
 def _jsonl(work: Path, name: str, items) -> str:
     path = work / f"{name}.jsonl"
-    path.write_text("".join(json.dumps({"id": i.id, "prompt": i.prompt, "solution": i.solution}) + "\n" for i in items))
+    path.write_text(
+        "".join(json.dumps({"id": i.id, "prompt": i.prompt, "solution": i.solution}) + "\n" for i in items)
+    )
     return str(path)
 
 
@@ -196,7 +204,9 @@ def recall_run(config: str, corpus: str, out: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base-mb", type=float, default=3.0)
     parser.add_argument("--work", default="/tmp/bench_scale")
     parser.add_argument("--plot", default=None)

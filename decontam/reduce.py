@@ -135,7 +135,10 @@ def judge_candidates(bench_items, merge: CandidateMerge, input_dir, llm, k: int)
                 if c["doc_id"] not in seen:
                     seen.add(c["doc_id"])
                     wanted.append((name, item, c))
-    texts = {i: r.get("text") or "" for i, r in _read_docs(str(input_dir), {c["doc_id"] for *_, c in wanted}).items()}
+    texts = {
+        i: r.get("text") or ""
+        for i, r in _read_docs(str(input_dir), {c["doc_id"] for *_, c in wanted}).items()
+    }
     verdicts = []
     for name in bench_items:
         pairs = []
@@ -156,7 +159,8 @@ def build_split_from_items(bench_items, items, taus, rule, threshold, llm_items,
         "version": SPLIT_VERSION,
         "rule": rule,
         "embedding_threshold": threshold,
-        "measures": (["ast", "embedding"] if with_emb else ["ast"]) + (["llm"] if llm_items is not None else []),
+        "measures": (["ast", "embedding"] if with_emb else ["ast"])
+        + (["llm"] if llm_items is not None else []),
         "benchmarks": {},
     }
     for name, group in bench_items.items():
@@ -420,7 +424,11 @@ def _empty_scores_schema(benches, keys):
     fields = [("id", pa.string()), ("n_units", pa.int32()), ("parse_error", pa.string())]
     fields += [(f"removed_{k}", pa.bool_()) for k in keys]
     for b in benches:
-        fields += [(f"ast_max_{b}", pa.float32()), (f"ast_item_{b}", pa.string()), (f"ast_unit_{b}", pa.string())]
+        fields += [
+            (f"ast_max_{b}", pa.float32()),
+            (f"ast_item_{b}", pa.string()),
+            (f"ast_unit_{b}", pa.string()),
+        ]
     return pa.schema(fields)
 
 

@@ -36,7 +36,6 @@ from decontam.prune import (
     DEFAULT_TAUS,
     LLM_VERDICTS,
     load_benchmarks,
-    prune_shards,
     shard_dataset,
 )
 
@@ -149,7 +148,9 @@ def decontam_audit(
         return {"output_dir": str(output_dir), **reduced, "notes": notes}
     out = Path(output_dir)
     summary = audit_summary(input_dir, out, reduced, taus, floor, write_shards)
-    summary["mbpp_path"] = str(Path(mbpp_path).resolve()) if mbpp_path else os.environ.get("TEXTBOOKS_MBPP_PATH")
+    summary["mbpp_path"] = (
+        str(Path(mbpp_path).resolve()) if mbpp_path else os.environ.get("TEXTBOOKS_MBPP_PATH")
+    )
     summary["mbpp_split"] = mbpp_split
     summary["stale_tau_dirs_removed"] = remove_stale_tau_dirs(out, taus if write_shards else ())
     summary["timings"] = {**reduced["timings"], "total_s": round(time.perf_counter() - started, 3)}

@@ -251,7 +251,9 @@ class AstMeasure(Measure):
             out.units[f"ast_item_{name}"] = pa.array(_item_ids(items, res.query_item), pa.string())
             out.stats["pairs_compared"][name] = int(res.pairs_compared)
             for j in np.flatnonzero(res.item_query >= 0):
-                out.candidates.append(self._candidate(batch, name, j, "ast", res.item_score[j], res.item_query[j]))
+                out.candidates.append(
+                    self._candidate(batch, name, j, "ast", res.item_score[j], res.item_query[j])
+                )
             order = np.argsort(-res.query_score, kind="stable")
             taken: dict[int, int] = {}
             for u in order[res.query_score[order] > 0]:
@@ -318,14 +320,21 @@ class EmbeddingMeasure(Measure):
         self.emb = _as_embedder(self.embedder)
         self.benchmarks = benchmarks
         normalised = self.view != "document"
-        self.bench_X = {n: benchmark_embeddings(items, self.emb, normalised) for n, items in benchmarks.items()}
+        self.bench_X = {
+            n: benchmark_embeddings(items, self.emb, normalised) for n, items in benchmarks.items()
+        }
         return self
 
     def score(self, batch: DocBatch) -> MeasureScores:
         import pyarrow as pa
 
-        from decontam.embedding import UNITS_PER_DOC_K, embedding_neighbours, stored_vectors, unit_texts
-        from decontam.embedding import units_to_docs
+        from decontam.embedding import (
+            UNITS_PER_DOC_K,
+            embedding_neighbours,
+            stored_vectors,
+            unit_texts,
+            units_to_docs,
+        )
         from decontam.prune import _content_key
 
         t = batch.table
@@ -365,7 +374,12 @@ class EmbeddingMeasure(Measure):
                     doc, pos, unit, measure = int(rows_of[r]), -1, None, "embedding"
                 else:
                     u = int(rows_of[r])
-                    doc, pos, unit, measure = t.unit_doc[u], batch.unit_pos[u], t.unit_name[u], "embedding_unit"
+                    doc, pos, unit, measure = (
+                        t.unit_doc[u],
+                        batch.unit_pos[u],
+                        t.unit_name[u],
+                        "embedding_unit",
+                    )
                 found.append(
                     (name, j, measure, float(dist), 0, batch.rows[doc], pos, t.doc_ids[doc], unit, None, None)
                 )
@@ -439,7 +453,12 @@ class DecontamScorer(PipelineStep):
                 persist = os.path.join(self.output_dir, VECTORS_DIR)
                 measures.append(
                     EmbeddingMeasure(
-                        self.embedder, self.embedding_view, self.embed_k, self.min_nodes, persist, self.input_dir
+                        self.embedder,
+                        self.embedding_view,
+                        self.embed_k,
+                        self.min_nodes,
+                        persist,
+                        self.input_dir,
                     )
                 )
             self._measures = [m.fit(items) for m in measures]
@@ -505,7 +524,9 @@ class _ShardBuffer:
 
         table = pa.table(columns)
         if name not in self.writers:
-            self.writers[name] = pq.ParquetWriter(self.tmp / f"{name}.parquet", table.schema, compression="zstd")
+            self.writers[name] = pq.ParquetWriter(
+                self.tmp / f"{name}.parquet", table.schema, compression="zstd"
+            )
         self.writers[name].write_table(table)
 
     def add(self, batch: DocBatch, scored: list[MeasureScores]) -> None:

@@ -86,7 +86,9 @@ def run_stage(pipeline: list, spec, logs: Path, fingerprint: str, outputs: Seque
 
 def _fingerprint(payload: dict[str, Any], input_dir: str) -> str:
     """Changes with the stage's settings and with the input files (path, size, mtime)."""
-    files = [(key, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path, key in list_input_files(input_dir)]
+    files = [
+        (key, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path, key in list_input_files(input_dir)
+    ]
     text = json.dumps({"payload": payload, "files": files}, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -105,9 +105,12 @@ def _close_extras(new: list[dict], old: list[dict]) -> bool:
     for a, b in zip(new, old, strict=True):
         ea, eb = a.pop("extra") or {}, b.pop("extra") or {}
         da, db = ea.pop("decontam", {}), eb.pop("decontam", {})
-        if a != b or ea != eb or {k: v for k, v in da.items() if k != "emb_min"} != {
-            k: v for k, v in db.items() if k != "emb_min"
-        }:
+        if (
+            a != b
+            or ea != eb
+            or {k: v for k, v in da.items() if k != "emb_min"}
+            != {k: v for k, v in db.items() if k != "emb_min"}
+        ):
             return False
         for bench, dist in db.get("emb_min", {}).items():
             if abs(da["emb_min"][bench] - dist) > 2e-4:
@@ -126,7 +129,9 @@ def test_stages_match_the_single_process_audit(planted, tmp_path, mbpp_path):
     assert_same_outputs(tmp_path / "old", tmp_path / "new")
     assert job["docs"] == len(docs) and job["removed_docs"]["0.8"] > 24 and Path(job["report"]).is_file()
     scores = pq.read_table(tmp_path / "new" / "scores.parquet").to_pandas().set_index("id")
-    assert scores.loc["bad/empty", "parse_error"] == "empty" and scores["ngram_hits"].sum() == job["ngram_hits"]
+    assert (
+        scores.loc["bad/empty", "parse_error"] == "empty" and scores["ngram_hits"].sum() == job["ngram_hits"]
+    )
 
 
 def test_without_mbpp_the_audit_runs_to_a_report_and_says_so(planted, tmp_path, monkeypatch):
@@ -141,13 +146,15 @@ def test_without_mbpp_the_audit_runs_to_a_report_and_says_so(planted, tmp_path, 
 @pytest.mark.slow  # embeds ~70 documents twice per view: minutes on 2 shared cores
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("view", ["document", "normalised_units"])
-def test_every_rule_of_each_embedding_view_matches_the_single_process_audit(planted, tmp_path, mbpp_path, view):
+def test_every_rule_of_each_embedding_view_matches_the_single_process_audit(
+    planted, tmp_path, mbpp_path, view
+):
     """Each rule using embeddings, on each view, with MBPP: identical outputs and a report. The score
     stage runs once per view (a rule change reruns only the reduce and the prune)."""
-    from curate.embed import SentenceEmbedder
-
-    from curate.shards import ShardWriter
     from datatrove.data import Document
+
+    from curate.embed import SentenceEmbedder
+    from curate.shards import ShardWriter
 
     _, docs = planted
     input_dir = tmp_path / "in"
@@ -158,9 +165,13 @@ def test_every_rule_of_each_embedding_view_matches_the_single_process_audit(plan
                     writer.write(Document(text=text, id=doc_id, metadata={"path": doc_id}))
     embedder = SentenceEmbedder(max_chunks=1)
     for rule in ("embedding", "either", "both"):
-        common = dict(mbpp_path=str(mbpp_path), taus=[0.9, 0.8], rule=rule, embedder=embedder, embedding_view=view)
+        common = dict(
+            mbpp_path=str(mbpp_path), taus=[0.9, 0.8], rule=rule, embedder=embedder, embedding_view=view
+        )
         old_audit(input_dir, tmp_path / "old", **common)
-        job = decontam_audit(str(input_dir), str(tmp_path / "new"), executor={"type": "local", "tasks": 2}, **common)
+        job = decontam_audit(
+            str(input_dir), str(tmp_path / "new"), executor={"type": "local", "tasks": 2}, **common
+        )
         assert_same_outputs(tmp_path / "old", tmp_path / "new", taus=[0.9, 0.8])
         assert Path(job["report"]).is_file() and "report_error" not in job
     scores = pq.read_table(tmp_path / "new" / "scores.parquet").to_pandas().set_index("id")
@@ -168,11 +179,14 @@ def test_every_rule_of_each_embedding_view_matches_the_single_process_audit(plan
     assert (scores.loc[renamed, "emb_min_humaneval"].min()) < 0.15
 
 
-def test_llm_rule_matches_and_reads_only_candidate_texts(planted, tmp_path, mbpp_path, openai_server, monkeypatch):
+def test_llm_rule_matches_and_reads_only_candidate_texts(
+    planted, tmp_path, mbpp_path, openai_server, monkeypatch
+):
     """Rule ast|llm on the test server: same verdicts and decisions as the single-process audit; the
     judge reads the texts of its candidates only."""
-    import decontam.report as report
     from test_llm_judge import judge_responder
+
+    import decontam.report as report
 
     input_dir, docs = planted
     srv = openai_server(responder=judge_responder)

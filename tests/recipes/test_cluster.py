@@ -37,7 +37,10 @@ def recipe(out: Path, planted: Path, executor: dict) -> dict:
         "stages": [
             {
                 "name": "filter",
-                "input": {"uses": "python_source", "with": {"paths": [str(STDLIB / "json"), str(STDLIB / "email"), str(planted)]}},
+                "input": {
+                    "uses": "python_source",
+                    "with": {"paths": [str(STDLIB / "json"), str(STDLIB / "email"), str(planted)]},
+                },
                 "steps": [{"uses": "code_size"}, {"uses": "python_syntax"}, {"uses": "exact_dedup"}],
                 "output": str(out / "curated"),
                 "executor": executor,
@@ -46,8 +49,12 @@ def recipe(out: Path, planted: Path, executor: dict) -> dict:
                 "name": "decontam",
                 "job": "decontam_audit",
                 "with": {
-                    "input_dir": str(out / "curated"), "output_dir": str(out / "decontam"),
-                    "benchmarks": ["humaneval"], "rule": "ast", "embeddings": False, "taus": [0.9, 0.8],
+                    "input_dir": str(out / "curated"),
+                    "output_dir": str(out / "decontam"),
+                    "benchmarks": ["humaneval"],
+                    "rule": "ast",
+                    "embeddings": False,
+                    "taus": [0.9, 0.8],
                     "executor": executor,
                 },
             },  # fmt: skip
@@ -133,10 +140,11 @@ def test_two_node_ray_cluster_matches_local_and_survives_a_killed_node(
     deadline = time.monotonic() + 300
     while not (score_logs / "executor.json").exists() and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert score_logs.exists() and not (out / "decontam" / "scores.parquet").exists()  # mid-stage
     cluster.remove_node(worker)  # the raylet and its workers die mid-stage
+    cluster.add_node(num_cpus=1, resources={"worker": 1})  # a replacement joins, as an autoscaler's would
     thread.join(timeout=600)
     assert not thread.is_alive()
-    cluster.add_node(num_cpus=1, resources={"worker": 1})
     run_recipe(recipe(out, planted_src, RAY))
     assert outputs(out) == local_run  # nothing lost, nothing duplicated
 
@@ -166,14 +174,14 @@ with open(os.environ["STUB_SLURM_LOG"], "a") as log:
 print("Submitted batch job 1")
 '''
 
-SRUN = r'''#!/bin/bash
+SRUN = r"""#!/bin/bash
 # stub srun: drop srun's own options (-l, -n N, --key=value), run the command
 while [[ "$1" == -* ]]; do
   if [[ "$1" == "-n" || "$1" == "-N" ]]; then shift; fi
   shift
 done
 exec "$@"
-'''
+"""
 
 SCONTROL = """#!/bin/bash
 # stub scontrol: `scontrol show hostnames NODELIST` (how datatrove expands the node list)
@@ -189,7 +197,9 @@ def test_slurm_scripts_under_a_stub_sbatch_match_local(tmp_path, planted_src, lo
     for name, text in stubs:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(
+        "PATH", f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
     monkeypatch.setenv("STUB_SLURM_LOG", str(tmp_path / "sbatch.log"))
     slurm = {"type": "slurm", "tasks": 3, "options": {"partition": "cpu", "time": "00:10:00"}}
     first = run_recipe(recipe(tmp_path / "slurm", planted_src, slurm))
