@@ -154,6 +154,8 @@ def decontam_audit(
     summary["mbpp_split"] = mbpp_split
     summary["stale_tau_dirs_removed"] = remove_stale_tau_dirs(out, taus if write_shards else ())
     summary["timings"] = {**reduced["timings"], "total_s": round(time.perf_counter() - started, 3)}
+    if reduced.get("embeddings"):  # vectors counted over the score shards (computed when they were scored)
+        summary["timings"]["embeddings"] = {"view": embedding_view, **reduced["embeddings"]}
     if ngram:
         summary["ngram"] = ngram_summary(reduced["bench_items"], reduced["ngram"])
     summary["notes"] = notes
@@ -197,8 +199,6 @@ def audit_summary(input_dir, out: Path, reduced, taus, floor, write_shards) -> d
         "embedding_threshold": reduced["threshold"], "ast_floor": floor, "docs": reduced["docs"],
         "units": reduced["units"], "parse_failures": reduced["parse_failures"], "benchmarks": {}, "taus": {},
     }  # fmt: skip
-    if reduced.get("embeddings"):
-        summary["embeddings"] = reduced["embeddings"]
     for name, items in reduced["bench_items"].items():
         split = reduced["split"]["benchmarks"][name]["taus"]
         entry = {

@@ -76,6 +76,7 @@ def run_stage(pipeline: list, spec, logs: Path, fingerprint: str, outputs: Seque
             shutil.rmtree(folder, ignore_errors=True)
     logs.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"fingerprint": fingerprint}))
+    (logs / "resumed.json").write_text(json.dumps({"tasks_done_before": _completed(logs)}))
     executor = make_executor(pipeline, spec, logs, job_name=name)
     executor.run()
     missing = executor.world_size - _completed(logs)
@@ -136,6 +137,8 @@ def run_audit_stages(
         _fingerprint(payload, str(input_dir)), [out / SCORE_SHARDS], "decontam-score",
     )  # fmt: skip
     timings["score_s"] = round(time.perf_counter() - t0, 3)
+    resumed = json.loads((logs / "decontam-score" / "resumed.json").read_text())["tasks_done_before"]
+    timings["score_tasks_reused"] = resumed  # finished tasks of an earlier run with the same settings
     if not done:
         return {"submitted": True, "note": "score jobs submitted: rerun the audit once they finish"}
     t0 = time.perf_counter()
