@@ -154,6 +154,9 @@ def recall(n_items: int, n_clean: int, work: Path) -> None:
     if mbpp:
         benchmarks["mbpp"] = load_benchmark("mbpp", path=mbpp, split="test")[:n_items]
     docs = planted(benchmarks, n_clean=n_clean, seed=3)
+    import shutil
+
+    shutil.rmtree(work / "planted", ignore_errors=True)
     with ShardWriter(str(work / "planted" / "data")) as writer:
         for d in docs:
             writer.write(Document(text=d.text, id=d.id, metadata={"path": d.id}))
@@ -165,7 +168,7 @@ def recall(n_items: int, n_clean: int, work: Path) -> None:
     }
     for label, kwargs in configs.items():
         cmd = [sys.executable, __file__, "--recall-run", json.dumps({"spec": spec, **kwargs}),
-               "--corpus", str(work / "planted"), "--out", str(work / label.split()[0] + str(len(label)))]  # fmt: skip
+               "--corpus", str(work / "planted"), "--out", str(work / f"out{len(label)}")]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = json.loads(
             subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
@@ -196,7 +199,7 @@ def recall_run(config: str, corpus: str, out: str) -> dict:
 
     kwargs = json.loads(config)
     decontam_audit(corpus, out, benchmarks=kwargs.pop("spec"), taus=[0.9], ngram=False, write_shards=False,
-                   executor={"type": "local", "tasks": 2, "workers": 2}, **kwargs)  # fmt: skip
+                   executor={"type": "local", "tasks": 2, "workers": 1}, **kwargs)  # in-process: all CPU counted  # fmt: skip
     import pyarrow.parquet as pq
 
     scores = pq.read_table(Path(out) / "scores.parquet", columns=["id", "removed_0.9"]).to_pylist()
