@@ -42,7 +42,13 @@ def planted(tmp_path_factory, mbpp_path):
 
 
 def old_audit(input_dir, out, **kwargs):
-    """The single-process path (prune_shards + the 13-gram scan), the reference."""
+    """The single-process path (prune_shards + the 13-gram scan), the reference. Its earlier pruned
+    shard sets are removed first: it leaves an earlier run's exclusion shards in place when a tau
+    removes nothing this time (the stages clear a tau's directory when its decisions change)."""
+    import shutil
+
+    for tau_dir in Path(out).glob("tau_*"):
+        shutil.rmtree(tau_dir)
     summary = prune_shards(input_dir, out, **kwargs)
     names = kwargs.get("benchmarks", ("humaneval", "mbpp"))
     summary["ngram"] = scan_ngrams(input_dir, out, names, kwargs.get("mbpp_path"))
@@ -191,7 +197,8 @@ def test_every_rule_of_each_embedding_view_matches_the_single_process_audit(
         assert Path(job["report"]).is_file() and "report_error" not in job
     scores = pq.read_table(tmp_path / "new" / "scores.parquet").to_pandas().set_index("id")
     renamed = [i for i in scores.index if i.startswith("renamed/")]
-    assert (scores.loc[renamed, "emb_min_humaneval"].min()) < 0.15
+    if view == "normalised_units":  # renamed copies are at distance ~0; raw-text vectors miss them
+        assert scores.loc[renamed, "emb_min_humaneval"].min() < 0.15
 
 
 def test_llm_rule_matches_and_reads_only_candidate_texts(
