@@ -19,10 +19,16 @@ _EXPORTS: dict[str, str] = {
     "prune_shards": "decontam.prune",
     "decontam_audit": "decontam.report",
     "write_decontam_report": "decontam.report",
+    "DecontamScorer": "decontam.score",
+    "AuditShardReader": "decontam.score",
+    "DecontamPrune": "decontam.reduce",
+    "reduce_scores": "decontam.reduce",
 }
 
 # short step name usable in recipes (`uses: NAME`) -> "module:Class"
-STEPS: dict[str, str] = {}
+STEPS: dict[str, str] = {
+    "decontam_prune": "decontam.reduce:DecontamPrune",
+}
 
 # short job name usable in recipes (a stage that runs a function, not a pipeline) -> "module:function"
 JOBS: dict[str, str] = {

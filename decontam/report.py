@@ -25,6 +25,7 @@ import html
 import io
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ from decontam.prune import (
     DEFAULT_TAUS,
     LLM_VERDICTS,
     load_benchmarks,
-    prune_shards,
     shard_dataset,
 )
 
@@ -96,50 +96,75 @@ def decontam_audit(
     llm: Any = None,
     llm_k: int = 3,
     embedding_view: str = "document",
+    executor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """JOB ``decontam_audit``: score, prune and 13-gram scan ``input_dir``, then write the audit report.
+    """JOB ``decontam_audit``: score, reduce, prune and report ``input_dir`` as datatrove stages.
 
-    Everything lands in ``output_dir`` (see :mod:`decontam.prune`), the report in ``output_dir/report/``.
-    When no MBPP file is given (``mbpp_path`` or ``$TEXTBOOKS_MBPP_PATH``) MBPP is skipped with a note
-    instead of failing the run.
+    Scoring runs as ``executor`` tasks (default: local, ``workers`` tasks and processes), each streaming
+    its files with memory independent of the corpus size (:mod:`decontam.score`); the reduce reads only
+    the score columns (:mod:`decontam.reduce`); each tau's pruned shard set is written by a
+    :class:`decontam.reduce.DecontamPrune` pipeline. Everything lands in ``output_dir`` (layout in
+    :mod:`decontam.prune`), the report in ``output_dir/report/``; the report is written last, from the
+    reduce's tables, and a report error is recorded (``report_error``) without discarding them.
+    When no MBPP file is given (``mbpp_path`` or ``$TEXTBOOKS_MBPP_PATH``) MBPP is skipped with a note.
 
     Example (recipe stage)::
 
         - name: audit
           job: decontam_audit
-          with: {input_dir: ${out}/filtered, output_dir: ${out}/decontam, taus: [0.95, 0.9]}
+          with: {input_dir: ${out}/filtered, output_dir: ${out}/decontam, taus: [0.95, 0.9],
+                 executor: {type: ray, tasks: 16}}
     """
+    from decontam.prune import (
+        EMBEDDING_VIEWS,
+        LLM_FLOOR,
+        VIEW_THRESHOLDS,
+        remove_stale_tau_dirs,
+        rule_measures,
+    )
+    from decontam.stages import run_audit_stages
+
     notes = []
     if not isinstance(benchmarks, dict) and "mbpp" in benchmarks:
         if mbpp_path is None and not os.environ.get("TEXTBOOKS_MBPP_PATH"):
             benchmarks = [b for b in benchmarks if b != "mbpp"]
             notes.append("mbpp skipped: no mbpp_path given and $TEXTBOOKS_MBPP_PATH unset")
-    summary = prune_shards(
-        input_dir,
-        output_dir,
-        benchmarks=benchmarks,
-        mbpp_path=mbpp_path,
-        mbpp_split=mbpp_split,
-        taus=taus,
-        rule=rule,
-        embedding_threshold=embedding_threshold,
-        embeddings=embeddings,
-        embedder=embedder,
-        workers=workers,
-        write_shards=write_shards,
-        min_nodes=min_nodes,
-        llm=llm,
-        llm_k=llm_k,
-        embedding_view=embedding_view,
+    used = rule_measures(rule)  # raises on an unknown rule, before any work
+    if embedding_view not in EMBEDDING_VIEWS:
+        raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
+    if not embeddings and "embedding" in used:
+        raise ValueError(f"rule={rule!r} needs embeddings=True")
+    threshold = VIEW_THRESHOLDS[embedding_view] if embedding_threshold is None else embedding_threshold
+    taus = sorted({float(t) for t in taus}, reverse=True)
+    floor = min(LLM_FLOOR, min(taus) - 0.1) if "llm" in used else max(0.0, min(taus) - 0.1)
+    spec = benchmark_spec(benchmarks, mbpp_path, mbpp_split)
+    started = time.perf_counter()
+    reduced = run_audit_stages(
+        input_dir, output_dir, spec, taus, rule, threshold, floor, embeddings=embeddings, embedder=embedder,
+        embedding_view=embedding_view, ngram=ngram, write_shards=write_shards, min_nodes=min_nodes, llm=llm,
+        llm_k=llm_k, executor=executor or {"type": "local", "tasks": workers, "workers": workers},
+    )  # fmt: skip
+    if reduced.get("submitted"):
+        return {"output_dir": str(output_dir), **reduced, "notes": notes}
+    out = Path(output_dir)
+    summary = audit_summary(input_dir, out, reduced, taus, floor, write_shards)
+    summary["mbpp_path"] = (
+        str(Path(mbpp_path).resolve()) if mbpp_path else os.environ.get("TEXTBOOKS_MBPP_PATH")
     )
+    summary["mbpp_split"] = mbpp_split
+    summary["stale_tau_dirs_removed"] = remove_stale_tau_dirs(out, taus if write_shards else ())
+    summary["timings"] = {**reduced["timings"], "total_s": round(time.perf_counter() - started, 3)}
+    if reduced.get("embeddings"):  # vectors counted over the score shards (computed when they were scored)
+        summary["timings"]["embeddings"] = {"view": embedding_view, **reduced["embeddings"]}
     if ngram:
-        summary["ngram"] = scan_ngrams(input_dir, output_dir, benchmarks, mbpp_path, mbpp_split)
+        summary["ngram"] = ngram_summary(reduced["bench_items"], reduced["ngram"])
     summary["notes"] = notes
-    (Path(output_dir) / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-    report = write_decontam_report(output_dir)
+    (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    report = safe_report(out, summary)
     return {
         "output_dir": str(output_dir),
-        "report": report["html"],
+        "report": report.get("html"),
+        **({"report_error": report["error"]} if "error" in report else {}),
         "docs": summary["docs"],
         "removed_docs": {k: v["removed_docs"] for k, v in summary["taus"].items()},
         "similar": {
@@ -149,6 +174,79 @@ def decontam_audit(
         "llm_answers": summary.get("llm_answers"),  # the judge's parsed / fallback-parsed / failed answers
         "notes": notes,
     }
+
+
+def benchmark_spec(benchmarks, mbpp_path: str | None, mbpp_split: str) -> dict[str, dict]:
+    """Benchmark names (or ``{name: kwargs}``) as ``{name: load_benchmark kwargs}``, picklable for tasks.
+
+    Example:
+        >>> benchmark_spec(["humaneval", "mbpp"], "m.jsonl", "test")["mbpp"]
+        {'name': 'mbpp', 'path': 'm.jsonl', 'split': 'test'}
+    """
+    if isinstance(benchmarks, dict):
+        return {name: dict(kwargs or {}) for name, kwargs in benchmarks.items()}
+    return {
+        name: {"name": "mbpp", "path": mbpp_path, "split": mbpp_split} if name == "mbpp" else {"name": name}
+        for name in benchmarks
+    }
+
+
+def audit_summary(input_dir, out: Path, reduced, taus, floor, write_shards) -> dict[str, Any]:
+    """``decontam.json`` from the reduce's counts (the fields of :func:`decontam.prune.prune_shards`)."""
+    from decontam.prune import tau_key
+
+    summary: dict[str, Any] = {
+        "input_dir": str(input_dir), "output_dir": str(out), "rule": reduced["rule"],
+        "embedding_threshold": reduced["threshold"], "ast_floor": floor, "docs": reduced["docs"],
+        "units": reduced["units"], "parse_failures": reduced["parse_failures"], "benchmarks": {}, "taus": {},
+    }  # fmt: skip
+    for name, items in reduced["bench_items"].items():
+        split = reduced["split"]["benchmarks"][name]["taus"]
+        entry = {
+            "checksum": items[0].checksum if items else "", "n_items": len(items),
+            "unparseable_items": reduced["items_not_indexed"][name]["unparseable"],
+            "too_small_items": reduced["items_not_indexed"][name]["too_small"],
+            "pairs_compared": int(reduced["pairs_compared"].get(name, 0)), "taus": {},
+        }  # fmt: skip
+        for tau in taus:
+            key = tau_key(tau)
+            entry["taus"][key] = {
+                "similar": len(split[key]["similar"]), "non_similar": len(split[key]["non_similar"]),
+                "removed_docs": reduced["bench_removed"][name][key],
+                "removed_units": reduced["bench_removed_units"][name][key],
+            }  # fmt: skip
+        summary["benchmarks"][name] = entry
+    for tau in taus:
+        key = tau_key(tau)
+        counts = reduced["taus"][key]
+        summary["taus"][key] = counts if write_shards else {"removed_docs": counts["removed_docs"]}
+    return summary
+
+
+def ngram_summary(bench_items, hits: dict[str, int], n: int = 13) -> dict[str, Any]:
+    """The 13-gram part of ``decontam.json``: the index's size and the hit counts."""
+    from decontam.ngram import DEFAULT_ALLOW_LIST, NgramIndex
+
+    index = NgramIndex(n=n, allow_list=DEFAULT_ALLOW_LIST).fit([i for g in bench_items.values() for i in g])
+    return {
+        "n": n, "index_keys": index.n_keys, "items_too_short": len(index.too_short_),
+        "allow_list_dropped": index.dropped_allow_list_, **hits,
+    }  # fmt: skip
+
+
+def safe_report(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """:func:`write_decontam_report`, with an error recorded in ``decontam.json`` (``report_error``) instead
+    of raised: the scores, decisions and pruned shards are already written and stay valid."""
+    import logging
+    import traceback
+
+    try:
+        return write_decontam_report(out)
+    except Exception as error:  # noqa: BLE001 - any formatting bug must not discard the audit
+        logging.getLogger(__name__).error("decontam report failed: %s", traceback.format_exc())
+        summary["report_error"] = f"{type(error).__name__}: {error}"
+        (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+        return {"error": summary["report_error"]}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -273,20 +371,34 @@ def _removed_rows(scores, summary) -> list[dict[str, Any]]:
         near = min(emb, key=lambda b: emb[b], default=None)
         rows.append(
             {
-                "doc_id": rec["id"],
+                "doc_id": text_id(rec["id"]),
                 "benchmark": best,
-                "item_id": rec.get(f"ast_item_{best}"),
-                "unit": rec.get(f"ast_unit_{best}"),
+                "item_id": text_id(rec.get(f"ast_item_{best}")),
+                "unit": text_id(rec.get(f"ast_unit_{best}")),
                 "ast": rec.get(f"ast_max_{best}"),
                 "emb": emb.get(near) if near else None,
-                "emb_item": rec.get(f"emb_item_{near}") if near else None,
+                "emb_item": text_id(rec.get(f"emb_item_{near}")) if near else None,
                 "removed_at": [t for t in taus if rec.get(f"removed_{t}")],
             }
         )
     return rows
 
 
+def text_id(value: Any) -> str | None:
+    """An id read back from a table as text: None for a missing one (None, or NaN as pandas fills an
+    all-null column), ``str`` otherwise (ids can be ints or floats in user benchmarks).
+
+    Example:
+        >>> text_id(float("nan")), text_id(None), text_id(12.0), text_id("HumanEval/0")
+        (None, None, '12.0', 'HumanEval/0')
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
 def _pair(benchmark, item_id, doc_id, unit, measure, score, passes, llm=None) -> dict[str, Any]:
+    item_id, doc_id, unit = text_id(item_id), text_id(doc_id), text_id(unit)
     return dict(
         benchmark=benchmark, item_id=item_id, doc_id=doc_id, unit=unit, measure=measure,
         score=float(score), passes=bool(passes), llm=llm,
@@ -618,7 +730,7 @@ def _html_pairs(report) -> list[str]:
             flag += f" LLM: {e(_verdict_text(p['llm']))}"
         where = " ".join(x for x in (p.get("repo"), p.get("path")) if x)
         parts.append(
-            f"<details><summary>{e(p['item_id'])} &harr; <code>{e(p['doc_id'])}</code> {e(where)} "
+            f"<details><summary>{e(str(p['item_id']))} &harr; <code>{e(str(p['doc_id']))}</code> {e(where)} "
             f"lines {p['line_start']}-{p['line_end']} ({e(p['measure'])} {num(p['score'])}){flag}</summary>"
             f"<div class='pair'><pre>{e(p['benchmark_solution'])}</pre><pre>{e(p['training_snippet'])}</pre>"
             "</div></details>"

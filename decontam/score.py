@@ -1,0 +1,587 @@
+"""The decontamination audit's map stage: score every document against the benchmarks, streaming.
+
+A task reads its share of the input shard files (:class:`AuditShardReader`), and
+:class:`DecontamScorer` indexes the benchmarks once (lazily, on the first document), scores documents
+in small batches and writes one *score shard* per input file::
+
+    OUT/score_shards/<file key>/docs.parquet     one row per document: id, row, n_units, parse_error,
+                                                 ast_max_<b>, ast_item_<b>, ast_unit_<b>,
+                                                 [emb_min_<b>, emb_item_<b>,] ngram_hits
+                                units.parquet    one row per unit: id, unit, kind, lineno, end_lineno,
+                                                 n_nodes, ast_max_<b>, ast_item_<b>
+                                candidates.parquet  per benchmark item, the task's best units/documents
+                                                 (what the reduce merges into items.parquet and the
+                                                 LLM judge's shortlist)
+                                ngram.jsonl      13-gram evidence spans
+                                stats.json       pairs compared, items not indexed
+
+Memory per task is the benchmark index plus one batch: it does not grow with the corpus. The reduce
+(:mod:`decontam.reduce`) reads only these shards.
+
+Measures are small parts with one interface (:class:`Measure`: ``fit`` the benchmarks once, ``score``
+one :class:`DocBatch`), so another measure plugs in by adding a class; documents are split into units
+by one function, :func:`split_units_of`, the single place to swap the parser.
+
+Example:
+    >>> from decontam.eval_sets import load_benchmark
+    >>> ast_measure = AstMeasure(floor=0.8).fit({"humaneval": load_benchmark("humaneval")})
+    >>> batch = DocBatch.parse(["a"], [load_benchmark("humaneval")[0].solution], [0])
+    >>> cols = ast_measure.score(batch).docs
+    >>> cols["ast_max_humaneval"].to_pylist(), cols["ast_item_humaneval"].to_pylist()
+    ([1.0], ['HumanEval/0'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from decontam.ast_match import ParsedDocument, parse_document
+from decontam.eval_sets import BenchmarkItem
+from decontam.prune import UnitTable
+
+SCORE_SHARDS = "score_shards"
+SOURCE_KEY = "decontam_source"  # metadata the reader sets: (file key, row in file); never written out
+CANDIDATE_COLUMNS = (
+    "benchmark", "item", "measure", "score", "n_nodes", "row", "unit_pos", "doc_id", "unit", "lineno",
+    "end_lineno",
+)  # fmt: skip
+
+
+def split_units_of(text: str | None, doc_id: str = "", max_bytes: int = 2_000_000) -> ParsedDocument:
+    """The one function that splits a training document into comparable units (the audit's parser).
+
+    Example:
+        >>> [u.name for u in split_units_of("def f():\\n    return 1\\n", "d").units]
+        ['f']
+    """
+    return parse_document(text, doc_id, max_bytes=max_bytes)
+
+
+def file_key(relative_path: str) -> str:
+    """A score shard's folder name for an input file path relative to the shard directory.
+
+    Example:
+        >>> file_key("sub/00001.parquet")
+        'sub%2F00001.parquet'
+    """
+    return relative_path.replace("%", "%25").replace("/", "%2F")
+
+
+def list_input_files(shard_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(path, key)`` of every Parquet file of a shard directory, in the order the audit reads them."""
+    from decontam.prune import data_folder
+
+    folder = Path(data_folder(shard_dir))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no shard directory at {shard_dir}")
+    files = sorted(str(p) for p in folder.rglob("*.parquet") if p.is_file())
+    return [(f, file_key(os.path.relpath(f, folder))) for f in files]
+
+
+class AuditShardReader(PipelineStep):
+    """Read a shard directory's files by rank, every row kept (empty texts too, unlike datatrove's
+    readers: the audit accounts for every document), each tagged with its file and row.
+
+    ``full_rows=False`` reads only ``id`` and ``text`` (scoring); ``True`` restores the row's metadata
+    (pruning writes rows back).
+
+    Example:
+        >>> reader = AuditShardReader("out/curated")  # doctest: +SKIP
+        >>> next(reader.run(rank=0, world_size=2)).metadata["decontam_source"]  # doctest: +SKIP
+        ['00000.parquet', 0]
+    """
+
+    name = "📖 Audit shards"
+    type = "📖 - READER"
+
+    def __init__(self, shard_dir: str, full_rows: bool = False, batch_rows: int = 1024):
+        super().__init__()
+        self.shard_dir, self.full_rows, self.batch_rows = str(shard_dir), full_rows, batch_rows
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import pyarrow.parquet as pq
+
+        from curate.schema import row_to_metadata
+
+        for path, key in list_input_files(self.shard_dir)[rank::world_size]:
+            row = 0
+            columns = None if self.full_rows else ["id", "text"]
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=self.batch_rows, columns=columns):
+                for record in batch.to_pylist():
+                    meta = row_to_metadata(record) if self.full_rows else {}
+                    meta[SOURCE_KEY] = [key, row]
+                    self.stat_update("documents")
+                    yield Document(text=record.get("text") or "", id=record["id"], metadata=meta)
+                    row += 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# a batch of documents and the measures
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class DocBatch:
+    """Documents of one input file, parsed once into units (a :class:`decontam.prune.UnitTable`)."""
+
+    ids: list[str]
+    texts: list[str]
+    rows: list[int]
+    table: UnitTable
+    unit_pos: list[int] = field(default_factory=list)  # position of each unit inside its document
+
+    @classmethod
+    def parse(cls, ids: list[str], texts: list[str], rows: list[int], max_bytes: int = 2_000_000):
+        table = UnitTable()
+        unit_pos: list[int] = []
+        for doc_id, text in zip(ids, texts, strict=True):
+            parsed = split_units_of(text, doc_id, max_bytes)
+            units = [(u.kind, u.name, u.lineno, u.end_lineno, u.sequence) for u in parsed.units]
+            table.add(doc_id, parsed.error, units)
+            unit_pos += range(len(units))
+        return cls(ids, texts, rows, table, unit_pos)
+
+
+@dataclass
+class MeasureScores:
+    """What a measure adds for one batch: document columns, unit columns (pyarrow arrays), per-item
+    candidate rows (:data:`CANDIDATE_COLUMNS`) and evidence rows (13-gram spans)."""
+
+    docs: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, Any] = field(default_factory=dict)
+    candidates: list[tuple] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Measure:
+    """One decontamination measure: ``fit`` indexes the benchmarks once per task, ``score`` scores one
+    batch. Subclasses set ``name``."""
+
+    name = ""
+
+    def fit(self, benchmarks: dict[str, list[BenchmarkItem]]) -> Measure:
+        raise NotImplementedError
+
+    def score(self, batch: DocBatch) -> MeasureScores:
+        raise NotImplementedError
+
+
+def _item_ids(items: list[BenchmarkItem], index: np.ndarray) -> list[str | None]:
+    ids = np.asarray([it.id for it in items] + [None], dtype=object)
+    return ids[np.asarray(index, dtype=np.int64)].tolist()
+
+
+def best_unit_per_doc(unit_score: np.ndarray, unit_doc: np.ndarray, n_docs: int):
+    """(score, unit) of each document's best unit: the last of its units with the top score, -1 where
+    no unit scores above 0 (the tie rule of the single-process audit).
+
+    Example:
+        >>> score, unit = best_unit_per_doc(np.array([0.9, 0.9, 0.0]), np.array([0, 0, 1]), 3)
+        >>> score.tolist(), unit.tolist()
+        ([0.8999999761581421, 0.0, 0.0], [1, -1, -1])
+    """
+    doc_score = np.zeros(n_docs, dtype=np.float32)
+    doc_unit = np.full(n_docs, -1, dtype=np.int64)
+    if len(unit_doc):
+        order = np.lexsort((unit_score, unit_doc))
+        last = np.flatnonzero(np.r_[unit_doc[order][1:] != unit_doc[order][:-1], True])
+        best = order[last]
+        doc_score[unit_doc[best]] = unit_score[best]
+        has = unit_score[best] > 0
+        doc_unit[unit_doc[best[has]]] = best[has]
+    return doc_score, doc_unit
+
+
+class AstMeasure(Measure):
+    """Best AST match rate and item per unit and document, per benchmark (:class:`AstMatchIndex`).
+
+    Candidates: each item's best unit of the batch (``ast``) and up to ``judge_k`` units whose best
+    item it is (``ast_unit``, the LLM judge's shortlist)."""
+
+    name = "ast"
+
+    def __init__(self, floor: float = 0.8, min_nodes: int = 10, workers: int = 1, judge_k: int = 3):
+        self.floor, self.min_nodes, self.workers, self.judge_k = floor, min_nodes, workers, judge_k
+
+    def fit(self, benchmarks):
+        from decontam.ast_match import AstMatchIndex
+
+        self.benchmarks = benchmarks
+        self.indexes = {
+            name: AstMatchIndex(floor=self.floor, workers=self.workers, min_nodes=self.min_nodes).fit(
+                [i.solution for i in items]
+            )
+            for name, items in benchmarks.items()
+        }
+        return self
+
+    def items_not_indexed(self) -> dict[str, dict[str, list[str]]]:
+        """Per benchmark, the ids of items the index could not parse or found too small."""
+        return {
+            name: {
+                "unparseable": [self.benchmarks[name][i].id for i in index.unparseable_],
+                "too_small": [self.benchmarks[name][i].id for i in index.too_small_],
+            }
+            for name, index in self.indexes.items()
+        }
+
+    def score(self, batch: DocBatch) -> MeasureScores:
+        import pyarrow as pa
+
+        t = batch.table
+        out = MeasureScores(stats={"pairs_compared": {}, "items_not_indexed": self.items_not_indexed()})
+        unit_doc = np.asarray(t.unit_doc, dtype=np.int64)
+        names = np.asarray(t.unit_name + [None], dtype=object)
+        for name, items in self.benchmarks.items():
+            res = self.indexes[name].query(t.unit_seq)
+            doc_score, doc_unit = best_unit_per_doc(res.query_score, unit_doc, len(t.doc_ids))
+            doc_item = np.where(doc_unit >= 0, res.query_item[np.maximum(doc_unit, 0)], -1)
+            out.docs[f"ast_max_{name}"] = pa.array(doc_score, pa.float32())
+            out.docs[f"ast_item_{name}"] = pa.array(_item_ids(items, doc_item), pa.string())
+            out.docs[f"ast_unit_{name}"] = pa.array(names[doc_unit].tolist(), pa.string())
+            out.units[f"ast_max_{name}"] = pa.array(res.query_score, pa.float32())
+            out.units[f"ast_item_{name}"] = pa.array(_item_ids(items, res.query_item), pa.string())
+            out.stats["pairs_compared"][name] = int(res.pairs_compared)
+            for j in np.flatnonzero(res.item_query >= 0):
+                out.candidates.append(
+                    self._candidate(batch, name, j, "ast", res.item_score[j], res.item_query[j])
+                )
+            order = np.argsort(-res.query_score, kind="stable")
+            taken: dict[int, int] = {}
+            for u in order[res.query_score[order] > 0]:
+                j = int(res.query_item[u])
+                if taken.get(j, 0) < self.judge_k:
+                    taken[j] = taken.get(j, 0) + 1
+                    out.candidates.append(self._candidate(batch, name, j, "ast_unit", res.query_score[u], u))
+        return out
+
+    @staticmethod
+    def _candidate(batch: DocBatch, name: str, item: int, measure: str, score, unit) -> tuple:
+        t, unit = batch.table, int(unit)
+        doc = t.unit_doc[unit]
+        return (
+            name, int(item), measure, float(score), len(t.unit_seq[unit]), batch.rows[doc],
+            batch.unit_pos[unit], t.doc_ids[doc], t.unit_name[unit], t.unit_lineno[unit], t.unit_end[unit],
+        )  # fmt: skip
+
+
+class NgramMeasure(Measure):
+    """13-gram evidence spans (:class:`decontam.ngram.NgramIndex`) and a hit count per document."""
+
+    name = "ngram"
+
+    def __init__(self, n: int = 13, allow_list: tuple[str, ...] = ()):
+        self.n, self.allow_list = n, tuple(allow_list)
+
+    def fit(self, benchmarks):
+        from decontam.ngram import DEFAULT_ALLOW_LIST, NgramIndex
+
+        items = [it for group in benchmarks.values() for it in group]
+        self.index = NgramIndex(n=self.n, allow_list=DEFAULT_ALLOW_LIST + self.allow_list).fit(items)
+        return self
+
+    def score(self, batch: DocBatch) -> MeasureScores:
+        import pyarrow as pa
+
+        hits = [m.to_dict() for m in self.index.scan_texts(batch.texts, batch.ids)]
+        per_doc: dict[str, int] = {}
+        for h in hits:
+            per_doc[h["doc_id"]] = per_doc.get(h["doc_id"], 0) + 1
+        counts = [per_doc.get(i, 0) for i in batch.ids]
+        return MeasureScores(docs={"ngram_hits": pa.array(counts, pa.int32())}, evidence=hits)
+
+
+class EmbeddingMeasure(Measure):
+    """Nearest benchmark item by embedding distance, per document (``view="document"``: the raw text)
+    or per normalised function unit (``"normalised_units"``: a document is as near as its nearest unit).
+
+    Vectors are looked up in the input's and the audit's stores and what is computed is kept in
+    ``persist_dir`` (:func:`decontam.embedding.stored_vectors`). Candidates: each item's ``k`` nearest
+    documents of the batch (``embedding``) or ``k * UNITS_PER_DOC_K`` nearest units (``embedding_unit``)."""
+
+    name = "embedding"
+
+    def __init__(self, embedder=None, view="document", k=5, min_nodes=10, persist_dir=None, reuse_dir=None):
+        self.embedder, self.view, self.k, self.min_nodes = embedder, view, k, min_nodes
+        self.persist_dir, self.reuse_dir = persist_dir, reuse_dir
+
+    def fit(self, benchmarks):
+        from curate.embed import _as_embedder
+        from decontam.prune import benchmark_embeddings
+
+        self.emb = _as_embedder(self.embedder)
+        self.benchmarks = benchmarks
+        normalised = self.view != "document"
+        self.bench_X = {
+            n: benchmark_embeddings(items, self.emb, normalised) for n, items in benchmarks.items()
+        }
+        return self
+
+    def score(self, batch: DocBatch) -> MeasureScores:
+        import pyarrow as pa
+
+        from decontam.embedding import (
+            UNITS_PER_DOC_K,
+            embedding_neighbours,
+            stored_vectors,
+            unit_texts,
+            units_to_docs,
+        )
+        from decontam.prune import _content_key
+
+        t = batch.table
+        if self.view == "document":
+            reuse = [self.reuse_dir] if self.reuse_dir else []
+            X, computed = stored_vectors(t.doc_ids, batch.texts, self.emb, self.persist_dir, reuse)
+            rows_of = np.arange(len(t.doc_ids))
+        else:
+            picked, norm = unit_texts(t, dict(zip(batch.ids, batch.texts, strict=True)), self.min_nodes)
+            X, computed = stored_vectors([_content_key(s) for s in norm], norm, self.emb, self.persist_dir)
+            rows_of = np.asarray(picked, dtype=np.int64)
+        out = MeasureScores(stats={"vectors": len(rows_of), "computed": computed})
+        for name, items in self.benchmarks.items():
+            k = self.k if self.view == "document" else self.k * UNITS_PER_DOC_K
+            res = embedding_neighbours(X, self.bench_X[name], k=k) if len(rows_of) else None
+            if res is None:
+                doc_dist, doc_item = np.full(len(t.doc_ids), np.inf, np.float32), np.full(len(t.doc_ids), -1)
+            elif self.view == "document":
+                doc_dist, doc_item = res.doc_dist, res.doc_item
+            else:
+                unit_doc = np.asarray(t.unit_doc, dtype=np.int64)[rows_of]
+                by_doc = units_to_docs(res, unit_doc, len(t.doc_ids), 1)
+                doc_dist, doc_item = by_doc.doc_dist, by_doc.doc_item
+            out.docs[f"emb_min_{name}"] = pa.array(doc_dist, pa.float32())
+            out.docs[f"emb_item_{name}"] = pa.array(_item_ids(items, doc_item), pa.string())
+            if res is not None:
+                out.candidates += self._candidates(batch, name, res, rows_of)
+        return out
+
+    def _candidates(self, batch: DocBatch, name: str, res, rows_of: np.ndarray) -> list[tuple]:
+        t, found = batch.table, []
+        for j in range(len(res.item_doc)):
+            for dist, r in zip(res.item_dist[j], res.item_doc[j], strict=True):
+                if r < 0:
+                    continue
+                if self.view == "document":
+                    doc, pos, unit, measure = int(rows_of[r]), -1, None, "embedding"
+                else:
+                    u = int(rows_of[r])
+                    doc, pos, unit, measure = (
+                        t.unit_doc[u],
+                        batch.unit_pos[u],
+                        t.unit_name[u],
+                        "embedding_unit",
+                    )
+                found.append(
+                    (name, j, measure, float(dist), 0, batch.rows[doc], pos, t.doc_ids[doc], unit, None, None)
+                )
+        return found
+
+
+# ---------------------------------------------------------------------------------------------------
+# the step
+# ---------------------------------------------------------------------------------------------------
+class DecontamScorer(PipelineStep):
+    """Score streamed documents against the benchmarks; one score shard per input file.
+
+    The benchmark index is built once per task, on the first document; documents are scored in
+    batches of ``batch_docs`` (one input file at a time), annotated with their scores
+    (``metadata["decontam"]``) and passed on. A shard is written to a temporary folder and renamed
+    when complete, so a killed task leaves no half shard.
+
+    Args:
+        output_dir: the audit's output directory (shards go to ``output_dir/score_shards/``).
+        benchmarks: ``{name: load_benchmark kwargs}`` (see :func:`decontam.prune.load_benchmarks`).
+        floor, min_nodes, max_bytes: AST measure settings (see :func:`decontam.prune.prune_shards`).
+        embeddings, embedder, embedding_view, embed_k: the embedding measure (off when False).
+        ngram: the 13-gram measure. judge_k: AST candidates kept per item for the LLM judge.
+        input_dir: the input shard directory (its stored embeddings are reused).
+
+    Example:
+        >>> from datatrove.executor import LocalPipelineExecutor  # doctest: +SKIP
+        >>> LocalPipelineExecutor([AuditShardReader("in"), DecontamScorer("out", {"humaneval": {}})],
+        ...                       tasks=4).run()  # doctest: +SKIP
+    """
+
+    name = "🧪 Decontam scores"
+    type = "🔢 - STATS"
+
+    def __init__(
+        self,
+        output_dir: str,
+        benchmarks: dict[str, dict],
+        floor: float = 0.8,
+        min_nodes: int = 10,
+        max_bytes: int = 2_000_000,
+        embeddings: bool = False,
+        embedder: Any = None,
+        embedding_view: str = "document",
+        embed_k: int = 5,
+        ngram: bool = True,
+        judge_k: int = 3,
+        input_dir: str | None = None,
+        batch_docs: int = 256,
+    ):
+        super().__init__()
+        self.output_dir, self.benchmarks = str(output_dir), benchmarks
+        self.floor, self.min_nodes, self.max_bytes = floor, min_nodes, max_bytes
+        self.embeddings, self.embedder, self.embedding_view, self.embed_k = (
+            embeddings, embedder, embedding_view, embed_k,
+        )  # fmt: skip
+        self.ngram, self.judge_k, self.input_dir, self.batch_docs = ngram, judge_k, input_dir, batch_docs
+        self._measures: list[Measure] | None = None
+
+    def measures(self) -> list[Measure]:
+        """The measures, fitted on first use (once per task)."""
+        if self._measures is None:
+            from decontam.embedding import VECTORS_DIR
+            from decontam.prune import load_benchmarks
+
+            items = load_benchmarks(self.benchmarks)
+            measures: list[Measure] = [AstMeasure(self.floor, self.min_nodes, judge_k=self.judge_k)]
+            if self.ngram:
+                measures.append(NgramMeasure())
+            if self.embeddings:
+                persist = os.path.join(self.output_dir, VECTORS_DIR)
+                measures.append(
+                    EmbeddingMeasure(
+                        self.embedder,
+                        self.embedding_view,
+                        self.embed_k,
+                        self.min_nodes,
+                        persist,
+                        self.input_dir,
+                    )
+                )
+            self._measures = [m.fit(items) for m in measures]
+        return self._measures
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        shard: _ShardBuffer | None = None
+        pending: list[Document] = []
+        for doc in data:
+            key = doc.metadata.get(SOURCE_KEY, [f"rank-{rank:05d}", None])[0]
+            if shard is not None and key != shard.key:
+                yield from self._flush(shard, pending)
+                pending = []
+                shard.close()
+                shard = None
+            if shard is None:
+                shard = _ShardBuffer(Path(self.output_dir) / SCORE_SHARDS, key)
+            pending.append(doc)
+            if len(pending) >= self.batch_docs:
+                yield from self._flush(shard, pending)
+                pending = []
+        if shard is not None:
+            yield from self._flush(shard, pending)
+            shard.close()
+        import resource
+
+        # this task's peak memory (the process's high-water mark, KiB on Linux), for scaling checks
+        self.stat_update("peak_rss_mb", value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+
+    def _flush(self, shard: _ShardBuffer, docs: list[Document]) -> DocumentsPipeline:
+        if not docs:
+            return
+        with self.track_time("batch"):
+            rows = [d.metadata.get(SOURCE_KEY, [None, shard.rows_seen + i])[1] for i, d in enumerate(docs)]
+            batch = DocBatch.parse([d.id for d in docs], [d.text for d in docs], rows, self.max_bytes)
+            scored = [m.score(batch) for m in self.measures()]
+            shard.add(batch, scored)
+        for name in [c for s in scored for c in s.docs]:  # the typed scores ride along with each document
+            values = [s.docs[name] for s in scored if name in s.docs][0].to_pylist()
+            for doc, value in zip(docs, values, strict=True):
+                doc.metadata.setdefault("decontam", {})[name] = value
+        self.stat_update("documents", value=len(docs))
+        self.stat_update("units", value=len(batch.table.unit_seq))
+        yield from docs
+
+
+class _ShardBuffer:
+    """Writers of one score shard (Parquet files opened on the first batch, renamed into place at close)."""
+
+    def __init__(self, root: Path, key: str):
+        self.key, self.final = key, root / key
+        self.tmp = root / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        self.writers: dict[str, Any] = {}
+        self.stats: dict[str, Any] = {"pairs_compared": {}, "vectors": 0, "computed": 0}
+        self.rows_seen = 0
+        self.evidence = open(self.tmp / "ngram.jsonl", "w")
+
+    def _write(self, name: str, columns: dict[str, Any]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(columns)
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(
+                self.tmp / f"{name}.parquet", table.schema, compression="zstd"
+            )
+        self.writers[name].write_table(table)
+
+    def add(self, batch: DocBatch, scored: list[MeasureScores]) -> None:
+        import pyarrow as pa
+
+        t = batch.table
+        docs = {
+            "id": pa.array(t.doc_ids, pa.string()),
+            "row": pa.array(batch.rows, pa.int64()),
+            "n_units": pa.array(t.doc_units, pa.int32()),
+            "parse_error": pa.array(t.doc_error, pa.string()),
+        }
+        units = {
+            "id": pa.array([t.doc_ids[d] for d in t.unit_doc], pa.string()),
+            "row": pa.array([batch.rows[d] for d in t.unit_doc], pa.int64()),
+            "unit_pos": pa.array(batch.unit_pos, pa.int32()),
+            "unit": pa.array(t.unit_name, pa.string()),
+            "kind": pa.array(t.unit_kind, pa.string()),
+            "lineno": pa.array(t.unit_lineno, pa.int32()),
+            "end_lineno": pa.array(t.unit_end, pa.int32()),
+            "n_nodes": pa.array([len(s) for s in t.unit_seq], pa.int32()),
+        }
+        candidates: list[tuple] = []
+        for s in scored:
+            docs.update(s.docs)
+            units.update(s.units)
+            candidates += s.candidates
+            self.evidence.writelines(json.dumps(h, sort_keys=True) + "\n" for h in s.evidence)
+            for name, n in s.stats.get("pairs_compared", {}).items():
+                self.stats["pairs_compared"][name] = self.stats["pairs_compared"].get(name, 0) + n
+            if "items_not_indexed" in s.stats:
+                self.stats["items_not_indexed"] = s.stats["items_not_indexed"]
+            self.stats["vectors"] += s.stats.get("vectors", 0)
+            self.stats["computed"] += s.stats.get("computed", 0)
+        self._write("docs", docs)
+        self._write("units", units)
+        self._write("candidates", candidate_table(candidates))
+        self.rows_seen += len(batch.ids)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.evidence.close()
+        (self.tmp / "stats.json").write_text(json.dumps(self.stats))
+        shutil.rmtree(self.final, ignore_errors=True)
+        os.replace(self.tmp, self.final)
+
+
+def candidate_table(rows: list[tuple]) -> dict[str, Any]:
+    """Candidate rows as typed columns (:data:`CANDIDATE_COLUMNS`)."""
+    import pyarrow as pa
+
+    types = [pa.string(), pa.int32(), pa.string(), pa.float32(), pa.int32(), pa.int64(), pa.int32()]
+    types += [pa.string(), pa.string(), pa.int32(), pa.int32()]
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in CANDIDATE_COLUMNS]
+    return {
+        name: pa.array(list(col), typ) for name, col, typ in zip(CANDIDATE_COLUMNS, cols, types, strict=True)
+    }
