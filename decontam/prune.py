@@ -49,10 +49,11 @@ from decontam.embedding import VECTORS_DIR
 from decontam.eval_sets import BenchmarkItem, load_benchmark
 
 DEFAULT_TAUS = (0.95, 0.9, 0.85, 0.8)
-MEASURES = ("ast", "embedding", "llm")
+MEASURES = ("ast", "embedding", "llm", "behaviour")
 _ALIASES = {"either": [["ast"], ["embedding"]], "both": [["ast", "embedding"]]}
 RULES = MEASURES + tuple(_ALIASES)  # single-measure rules; any | / & combination of MEASURES works too
-_NEEDS = {"ast": "always computed", "embedding": "embeddings=True", "llm": "an llm config"}
+_NEEDS = {"ast": "always computed", "embedding": "embeddings=True", "llm": "an llm config",
+          "behaviour": "a rule naming it"}  # fmt: skip
 SPLIT_VERSION = 1
 LLM_VERDICTS = "llm_verdicts.jsonl"
 LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
@@ -204,6 +205,8 @@ class BenchmarkScores:
     emb_item_doc: np.ndarray | None = None  # (n_items, k)
     llm_doc_hit: np.ndarray | None = None  # (n_docs,) the LLM judged the document a rephrased item
     llm_item_hit: np.ndarray | None = None  # (n_items,)
+    beh_doc_hit: np.ndarray | None = None  # (n_docs,) a unit passed an item's own tests (decontam.behaviour)
+    beh_item_hit: np.ndarray | None = None  # (n_items,)
     unparseable_items: list[str] = field(default_factory=list)
     too_small_items: list[str] = field(default_factory=list)
     pairs_compared: int = 0
@@ -480,13 +483,13 @@ def write_score_tables(
 # decisions
 # ---------------------------------------------------------------------------------------------------
 def parse_rule(rule: str) -> list[list[str]]:
-    """A rule as OR-of-AND terms over the measures ``ast``, ``embedding`` and ``llm``.
+    """A rule as OR-of-AND terms over the measures ``ast``, ``embedding``, ``llm`` and ``behaviour``.
 
     ``either`` means ``ast|embedding`` and ``both`` ``ast&embedding``; ``&`` binds tighter than ``|``.
 
     Example:
-        >>> parse_rule("either|llm"), parse_rule("ast&llm|embedding")
-        ([['ast'], ['embedding'], ['llm']], [['ast', 'llm'], ['embedding']])
+        >>> parse_rule("either|llm"), parse_rule("ast&llm|embedding"), parse_rule("ast|behaviour")
+        ([['ast'], ['embedding'], ['llm']], [['ast', 'llm'], ['embedding']], [['ast'], ['behaviour']])
     """
     terms: list[list[str]] = []
     for term in str(rule).replace(" ", "").split("|"):
@@ -525,6 +528,7 @@ def _doc_hits(s: BenchmarkScores, tau: float, threshold: float) -> dict[str, np.
         "ast": s.doc_score >= tau,
         "embedding": s.emb_doc_dist <= threshold if s.emb_doc_dist is not None else None,
         "llm": s.llm_doc_hit,
+        "behaviour": s.beh_doc_hit,
     }
 
 
@@ -550,7 +554,8 @@ def similar_items(s: BenchmarkScores, tau: float, rule: str, threshold: float) -
         emb_hit = (
             s.emb_item_dist[:, 0] <= threshold if s.emb_item_dist.shape[1] else np.zeros(len(s.items), bool)
         )
-    return _combine({"ast": s.item_score >= tau, "embedding": emb_hit, "llm": s.llm_item_hit}, rule)
+    hits = {"ast": s.item_score >= tau, "embedding": emb_hit, "llm": s.llm_item_hit, "behaviour": s.beh_item_hit}
+    return _combine(hits, rule)
 
 
 def build_split(
@@ -564,7 +569,8 @@ def build_split(
         "embedding_threshold": threshold,
         # the measures actually computed (rule "either" without embeddings is AST-only)
         "measures": (["ast", "embedding"] if with_emb else ["ast"])
-        + (["llm"] if any(s.llm_doc_hit is not None for s in scores.values()) else []),
+        + (["llm"] if any(s.llm_doc_hit is not None for s in scores.values()) else [])
+        + (["behaviour"] if any(s.beh_doc_hit is not None for s in scores.values()) else []),
         "benchmarks": {},
     }
     for name, s in scores.items():
@@ -688,6 +694,7 @@ def prune_shards(
     llm: Any = None,
     llm_k: int = 3,
     embedding_view: str = "document",
+    behaviour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``input_dir`` once and write score tables, pruned shard sets, ``split.json`` and ``decontam.json``.
 
@@ -699,7 +706,7 @@ def prune_shards(
         taus: AST match-rate thresholds.
         rule: which measures remove a document: ``ast``, ``embedding``, ``llm``, ``either``
             (``ast|embedding``), ``both`` (``ast&embedding``) or any ``|``/``&`` combination such as
-            ``either|llm`` or ``ast&llm``.
+            ``either|llm``, ``ast&llm`` or ``ast|behaviour``.
         embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar
             (default per view: :data:`VIEW_THRESHOLDS`, 0.3 for ``document``, 0.15 for ``normalised_units``).
         embeddings: compute the embedding measure (needs the embedder; stored embeddings are reused).
@@ -716,6 +723,10 @@ def prune_shards(
         embedding_view: ``document`` (raw text of each document) or ``normalised_units`` (the normal
             form of each function unit; rephrase-robust). Vectors are kept under ``output_dir/vectors``
             and reused by the next audit.
+        behaviour: options of the behavioural measure (:mod:`decontam.behaviour`; run when the rule
+            names ``behaviour``): ``floor``, ``batch_size``, ``timeout_s``, ``memory_mb``, ``workers``.
+            Verdicts are cached in ``output_dir/behaviour_verdicts.jsonl``, hits with their evidence go
+            to ``behaviour_hits.jsonl``.
 
     Returns the summary also written to ``decontam.json``.
     """
@@ -756,6 +767,11 @@ def prune_shards(
         with open(out / LLM_VERDICTS, "w") as f:
             f.writelines(json.dumps(v, sort_keys=True) + "\n" for v in verdicts)
         timings["llm_s"] = round(time.perf_counter() - t0, 3)
+    behaviour_stats = None
+    if "behaviour" in used:
+        t0 = time.perf_counter()
+        behaviour_stats = score_behaviour_measure(table, scores, input_dir, out, behaviour)
+        timings["behaviour_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     removed = {
         tau_key(t): contaminated_docs(scores, t, rule, embedding_threshold, len(table.doc_ids))[0]
@@ -777,9 +793,53 @@ def prune_shards(
     )
     summary["mbpp_split"] = mbpp_split
     summary["stale_tau_dirs_removed"] = stale
+    if behaviour_stats is not None:
+        summary["behaviour"] = behaviour_stats
     summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
+
+
+def score_behaviour_measure(
+    table: UnitTable,
+    scores: dict[str, BenchmarkScores],
+    input_dir: str | os.PathLike,
+    out: Path,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fill ``beh_doc_hit``/``beh_item_hit`` of every benchmark (:mod:`decontam.behaviour`), write the
+    hits with their evidence to ``out/behaviour_hits.jsonl``; returns the cost (executions, pairs,
+    cached verdicts, wall time). Verdicts are cached in ``out/behaviour_verdicts.jsonl``."""
+    from decontam.behaviour import (
+        BEHAVIOUR_HITS,
+        BEHAVIOUR_VERDICTS,
+        DEFAULT_FLOOR,
+        BehaviourChecker,
+        corpus_candidates,
+        score_behaviour,
+    )
+
+    opts = dict(options or {})
+    floor = float(opts.pop("floor", DEFAULT_FLOOR))
+    texts_by_id: dict[str, str] = {}
+    for ids, texts in iter_id_text(input_dir):
+        texts_by_id.update(zip(ids, texts, strict=True))
+    cands = corpus_candidates(table, texts_by_id)
+    hits, shortlisted, skipped = [], 0, {}
+    with BehaviourChecker(out / BEHAVIOUR_VERDICTS, **opts) as checker:
+        for name, s in scores.items():
+            res = score_behaviour(table, texts_by_id, s.items, checker, floor, cands)
+            s.beh_doc_hit, s.beh_item_hit = res.doc_hit, res.item_hit
+            hits += res.hits
+            shortlisted += res.shortlisted
+            skipped[name] = res.skipped_items
+    with open(out / BEHAVIOUR_HITS, "w") as f:
+        f.writelines(json.dumps(h, sort_keys=True) + "\n" for h in hits)
+    st = checker.stats
+    return {"floor": floor, "candidates": len(cands.candidates), "shortlisted": shortlisted,
+            "executions": st.executions, "batch_runs": st.batch_runs, "single_runs": st.single_runs,
+            "cached": st.cached, "statuses": st.statuses, "hits": len(hits), "skipped_items": skipped,
+            "executions_per_1000_docs": round(1000 * st.executions / max(len(table.doc_ids), 1), 2)}  # fmt: skip
 
 
 def remove_stale_tau_dirs(out: Path, taus: Sequence[float]) -> list[str]:

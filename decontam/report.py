@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from decontam.behaviour import BEHAVIOUR_HITS
 from decontam.prune import (
     DEFAULT_TAUS,
     LLM_VERDICTS,
@@ -96,6 +97,7 @@ def decontam_audit(
     llm: Any = None,
     llm_k: int = 3,
     embedding_view: str = "document",
+    behaviour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """JOB ``decontam_audit``: score, prune and 13-gram scan ``input_dir``, then write the audit report.
 
@@ -131,6 +133,7 @@ def decontam_audit(
         llm=llm,
         llm_k=llm_k,
         embedding_view=embedding_view,
+        behaviour=behaviour,
     )
     if ngram:
         summary["ngram"] = scan_ngrams(input_dir, output_dir, benchmarks, mbpp_path, mbpp_split)
@@ -350,6 +353,15 @@ def _attach_verdicts(pairs, verdicts) -> None:
             pairs.append(_pair(v["benchmark"], v["item_id"], v["doc_id"], v["unit"], "llm", 1.0, True, v))
 
 
+def _attach_behaviour(pairs, behaviour_hits) -> None:
+    """Each behavioural hit is a pair of its own (measure ``behaviour``, score = asserts passed) with
+    its evidence; the unit's lines are the hit's own."""
+    for h in behaviour_hits:
+        pair = _pair(h["benchmark"], h["item_id"], h["doc_id"], h["unit"], "behaviour", h["tests_passed"], True)
+        pair["behaviour"] = h
+        pairs.append(pair)
+
+
 def _verdict_text(v) -> str:
     if v is None:
         return ""
@@ -390,7 +402,10 @@ def _load_inputs(root: Path, summary):
         verdicts = [
             json.loads(line) for line in (root / LLM_VERDICTS).read_text().splitlines() if line.strip()
         ]
-    hits = []
+    hits, behaviour_hits = [], []
+    if (root / BEHAVIOUR_HITS).is_file():
+        with open(root / BEHAVIOUR_HITS) as f:
+            behaviour_hits = [json.loads(line) for line in f if line.strip()]
     if (root / NGRAM_HITS).is_file():
         with open(root / NGRAM_HITS) as f:
             hits = [json.loads(line) for line in f if line.strip()]
@@ -400,7 +415,7 @@ def _load_inputs(root: Path, summary):
         bench_items = {it.id: it for group in groups for it in group}
     except (FileNotFoundError, ValueError):
         pass  # solutions are then shown by id only
-    return items, units, scores, hits, bench_items, verdicts
+    return items, units, scores, hits, bench_items, verdicts, behaviour_hits
 
 
 def write_decontam_report(
@@ -428,10 +443,11 @@ def write_decontam_report(
     summary = json.loads(summary_path.read_text())
     out = Path(output_dir) if output_dir else root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    items, units, scores, hits, bench_items, verdicts = _load_inputs(root, summary)
+    items, units, scores, hits, bench_items, verdicts, behaviour_hits = _load_inputs(root, summary)
     removed = _removed_rows(scores, summary)
     pairs = _pairs(items, removed, summary)
     _attach_verdicts(pairs, verdicts)
+    _attach_behaviour(pairs, behaviour_hits)
     hits = hits[:max_hits]
     docs = _read_docs(
         summary.get("input_dir", ""), {p["doc_id"] for p in pairs} | {h["doc_id"] for h in hits}
@@ -447,6 +463,7 @@ def write_decontam_report(
         "pairs": pairs,
         "not_ast_checked": unparsed,
         "llm_verdicts": verdicts,
+        "behaviour_hits": behaviour_hits,
         "ngram_hits": hits,
         "ngram_hits_total": len(hits),
     }
@@ -496,6 +513,7 @@ def _markdown(report) -> str:
             f"| `{r['doc_id']}` | {r['item_id'] or ''} | {num(r['ast'])} | {num(r['emb'])} | "
             f"{', '.join(r['removed_at'])} |"
         )
+    lines += _markdown_behaviour(report)
     lines += ["", f"13-gram evidence spans: {report['ngram_hits_total']} (all in `{NGRAM_HITS}`).", ""]
     return "\n".join(lines) + "\n"
 
@@ -586,6 +604,39 @@ def _html_removed(report) -> list[str]:
     return parts
 
 
+def _markdown_behaviour(report) -> list[str]:
+    hits, cost = report.get("behaviour_hits") or [], report["summary"].get("behaviour")
+    if cost is None:
+        return []
+    lines = ["", "## Behavioural hits (a training function passes an item's own tests)", "",
+             f"{len(hits)} hits; {cost['shortlisted']} pairs shortlisted at AST floor {num(cost['floor'])}, "
+             f"{cost['executions']} sandbox executions ({cost['cached']} verdicts from the cache).", "",
+             "| item | doc | unit | lines | tests passed | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for h in hits:
+        lines.append(f"| {h['item_id']} | `{h['doc_id']}` | {h['unit']} | {h['lineno']}-{h['end_lineno']} | "
+                     f"{h['tests_passed']} asserts | {h['verdict_mode']} |")  # fmt: skip
+    return lines
+
+
+def _html_behaviour(report) -> list[str]:
+    cost = report["summary"].get("behaviour")
+    if cost is None:
+        return []
+    rows = [
+        [_td(h["item_id"], True), _td(h["doc_id"], True), _td(h["unit"], True),
+         _td(f"{h['lineno']}-{h['end_lineno']}"), _td(h["tests_passed"]), _td(h["ast_rate"]),
+         _td(h["verdict_mode"] or "", True), _td("yes" if h["cached"] else "no", True)]
+        for h in report["behaviour_hits"]
+    ]  # fmt: skip
+    return [
+        f"<h2>Behavioural hits</h2><p>Training functions that pass a benchmark item's own tests in the "
+        f"sandbox: {len(rows)} hits; {cost['shortlisted']} pairs shortlisted (AST floor {num(cost['floor'])}), "
+        f"{cost['executions']} executions, {cost['cached']} verdicts from the cache.</p>",
+        _table(["item", "doc id", "unit", "lines", "tests passed", "AST rate", "verdict", "cached"], rows,
+               "behaviour"),
+    ]  # fmt: skip
+
+
 def _html_pairs(report) -> list[str]:
     e = html.escape
     rows = [
@@ -674,6 +725,6 @@ def _html(report, plots) -> str:
         f"<h3>{html.escape(n)}</h3><img alt='histograms {html.escape(n)}' src='data:image/png;base64,{p}'>"
         for n, p in plots.items()
     ]
-    parts += _html_removed(report) + _html_pairs(report) + _html_verdicts(report) + _html_hits(report)
+    parts += _html_removed(report) + _html_pairs(report) + _html_behaviour(report) + _html_verdicts(report) + _html_hits(report)
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)
