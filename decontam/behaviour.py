@@ -19,23 +19,29 @@ item's tests against the training functions that could be its solution and recor
    instance can be made) in :class:`curate.sandbox.Sandbox`. The test calls the candidate under the
    item's entry-point name.
 
-Batching (group testing): for an item whose verdict is decided in separate processes, up to
-``batch_size`` candidates share one sandbox run. The candidates' process loads each document in a
-namespace of its own; the *test* process (which only the harness's verdict comes from, and which never
-holds a candidate's object) runs the item's tests once per candidate and passes when at least one
-candidate passed. A failed batch settles every member as not passing in one execution; a passing batch
-is halved until single candidates pass; a batch that errs, times out or is killed (a candidate that
-returns something not plain data, exits, hangs, forks too much) is halved too, so one hostile candidate
-costs ``log2(batch_size)`` extra runs and cannot hide the others. A pass is only ever recorded from a
-run with one candidate. Items whose tests need the program's own classes (single-process verdicts)
-run one candidate per execution, the reference's other definitions first.
+Batching (group testing): the (item, candidate) pairs whose items are decided in separate processes
+share sandbox runs, up to ``batch_size`` pairs and ``max_batch_bytes`` of module context each, a
+document's pairs kept together (its context loads once). The candidates' process loads each document
+in a namespace of its own and hands out each candidate wrapped: a time budget per item
+(:data:`PAIR_BUDGET_S`, a repeating alarm), anything it raises that is not an ``Exception`` turned into
+one, a result that is not plain data refused there. The *test* process (the only one the harness takes a
+verdict from; it never holds a candidate's object) runs each pair's item tests in a fresh namespace and
+names the pairs that passed in its verdict. A run where none passed settles all its pairs in one
+execution. A pair named passing is only *nominated*: the pass is recorded from a run of that pair alone
+(its document alone loaded), so one document's code can never make another's function pass. A run that
+breaks (a candidate that hangs in C code, kills its process, forks too much) is halved, so one such
+candidate costs about ``log2(batch_size)`` extra runs (processes a candidate forks end when its call
+returns, so they never answer for a batch-mate). Items whose tests
+need the program's own classes (single-process verdicts) run one pair per execution, the reference's
+other definitions first.
 
 Verdicts are cached by ``sha256(candidate program, item id, tests)`` in a JSONL file, so a rerun executes
 nothing already decided.
 
-Limits: candidates in one batch share a process, so module code of one that patches builtins could make
-a batch-mate fail (a missed hit, never a forged pass); single-process items inherit the sandbox's
-single-process limits.
+Limits: candidates in one batch share a process, so code written to sabotage the check (patching
+builtins, writing on the channel from a forked process) can make a batch-mate fail: a missed hit, never
+a false pass (a pass is confirmed alone). Single-process items inherit the sandbox's single-process
+limits.
 
 Example:
     >>> from decontam.eval_sets import BenchmarkItem
@@ -70,7 +76,7 @@ PROTOCOL_VERSION = "1"  # part of every cache key: a change of how candidates ar
 #: plain AST rate (unit vs solution) from which a signature-compatible unit is executed; chosen from
 #: the measured curve (benchmarks/bench_decontam_behaviour.py, RESULTS.md issue 26)
 DEFAULT_FLOOR = 0.3
-DEFAULT_BATCH = 16
+DEFAULT_BATCH = 256
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _CONTEXT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
             ast.AnnAssign, ast.AugAssign, ast.Try, ast.If)  # fmt: skip
@@ -289,8 +295,13 @@ def module_context(tree: ast.Module) -> list[str]:
     return out
 
 
-def corpus_candidates(table, texts_by_id: dict[str, str]) -> BehaviourCandidates:
-    """Every ``function``/``method`` unit of the audit's UnitTable with its signature and context."""
+def corpus_candidates(table, texts_by_id: dict[str, str], min_nodes: int = 10) -> BehaviourCandidates:
+    """Every ``function``/``method`` unit of the audit's UnitTable with its signature and context.
+
+    A candidate's sequence is its own followed by those of the module's functions it calls by name (a
+    solution split into helpers is compared whole); candidates with fewer than ``min_nodes`` nodes so
+    counted are left out, as the AST measure leaves them out (generic one-liners such as
+    ``operator.floordiv`` pass the weakest benchmark tests)."""
     out = BehaviourCandidates()
     by_doc: dict[int, list[int]] = {}
     for u, kind in enumerate(table.unit_kind):
@@ -303,17 +314,22 @@ def corpus_candidates(table, texts_by_id: dict[str, str]) -> BehaviourCandidates
         except PARSE_ERRORS:
             continue
         defs = _defs_by_line(tree)
+        seq_of = {table.unit_name[u]: table.unit_seq[u] for u in units if table.unit_kind[u] == "function"}
         context = None
         for u in units:
             found = defs.get((table.unit_name[u], table.unit_lineno[u]))
             if found is None:
+                continue
+            found, called = found
+            sequence = table.unit_seq[u] + "".join(seq_of[n] for n in sorted(called) if n in seq_of)
+            if len(sequence) < min_nodes:
                 continue
             if context is None:
                 context = _context_key(module_context(tree))
                 out.contexts.setdefault(context[0], context[1])
             out.candidates.append(Candidate(
                 u, d, doc_id, table.unit_name[u], table.unit_lineno[u], table.unit_end[u], found,
-                table.unit_seq[u], context[0],
+                sequence, context[0],
             ))  # fmt: skip
     return out
 
@@ -323,21 +339,24 @@ def _context_key(statements: list[str]) -> tuple[str, list[str]]:
     return digest, statements
 
 
-def _defs_by_line(tree: ast.Module) -> dict[tuple[str, int], Signature]:
-    """{(unit name, first line incl. decorators): signature} as the audit names units."""
+def _defs_by_line(tree: ast.Module) -> dict[tuple[str, int], tuple[Signature, set[str]]]:
+    """{(unit name, first line incl. decorators): (signature, names it calls)} as the audit names units."""
 
     def start(fn):
         return min([fn.lineno] + [d.lineno for d in fn.decorator_list])
 
+    def called(fn):
+        return {n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
     out = {}
     for node in tree.body:
         if isinstance(node, _FUNCTIONS):
-            out[(node.name, start(node))] = signature_of(node)
+            out[(node.name, start(node))] = (signature_of(node), called(node) - {node.name})
         elif isinstance(node, ast.ClassDef):
             for inner in node.body:
                 if isinstance(inner, _FUNCTIONS):
                     bound = "staticmethod" not in _decorators(inner)
-                    out[(f"{node.name}.{inner.name}", start(inner))] = signature_of(inner, bound=bound)
+                    out[(f"{node.name}.{inner.name}", start(inner))] = (signature_of(inner, bound=bound), called(inner))
     return out
 
 
@@ -427,56 +446,124 @@ class BehaviourIndex:
 # ---------------------------------------------------------------------------------------------------
 # programs and tests
 # ---------------------------------------------------------------------------------------------------
-_LOADER = '''def _tb_load(_tb_statements):
-    _tb_ns = {"__name__": "__corpus__"}
+_LOADER = """import os as _tb_os, signal as _tb_signal, sys as _tb_sys, time as _tb_time
+
+_tb_plain = _tb_sys.modules.get("_sandbox_plain_data")
+_tb_left = [0.0]
+_tb_pid = _tb_os.getpid()
+
+
+def _tb_alarm(*_tb_args):
+    raise TimeoutError("over the time budget")
+
+
+_tb_signal.signal(_tb_signal.SIGALRM, _tb_alarm)
+
+
+def _tb_timed(_tb_f, *_tb_args):
+    # the budget is re-armed every 50 ms once spent, so code that swallows one alarm meets the next
+    _tb_t = _tb_time.monotonic()
+    _tb_signal.setitimer(_tb_signal.ITIMER_REAL, max(_tb_left[0], 0.001), 0.05)
+    try:
+        return _tb_f(*_tb_args)
+    finally:
+        if _tb_os.getpid() != _tb_pid:  # a process the candidate forked never answers on the channel
+            _tb_os._exit(0)
+        _tb_signal.setitimer(_tb_signal.ITIMER_REAL, 0)
+        _tb_left[0] -= _tb_time.monotonic() - _tb_t
+
+
+def _tb_reset(_tb_budget):
+    _tb_left[0] = float(_tb_budget)
+
+
+def _tb_exec_all(_tb_statements, _tb_ns):
     for _tb_s in _tb_statements:
         try:
             exec(_tb_s, _tb_ns)
         except BaseException:  # one failing import or assignment must not lose the rest
             pass
+
+
+def _tb_load(_tb_statements):
+    _tb_ns = {"__name__": "__corpus__"}
+    _tb_reset(LOAD_BUDGET)
+    try:
+        _tb_timed(_tb_exec_all, _tb_statements, _tb_ns)
+    except BaseException:
+        pass
     return _tb_ns
 
 
-def _tb_get(_tb_ns, _tb_name):
+def _tb_resolve(_tb_ns, _tb_name):
+    if "." not in _tb_name:
+        return _tb_ns[_tb_name]
+    _tb_cls_name, _tb_meth = _tb_name.split(".", 1)
+    _tb_cls = _tb_ns[_tb_cls_name]
+    if isinstance(_tb_cls.__dict__.get(_tb_meth), (staticmethod, classmethod)):
+        return getattr(_tb_cls, _tb_meth)
     try:
-        if "." not in _tb_name:
-            _tb_f = _tb_ns[_tb_name]
-        else:
-            _tb_cls_name, _tb_meth = _tb_name.split(".", 1)
-            _tb_cls = _tb_ns[_tb_cls_name]
-            if isinstance(_tb_cls.__dict__.get(_tb_meth), (staticmethod, classmethod)):
-                _tb_f = getattr(_tb_cls, _tb_meth)
-            else:
-                try:
-                    _tb_obj = _tb_cls()
-                except BaseException:
-                    _tb_obj = object.__new__(_tb_cls)
-                _tb_f = getattr(_tb_obj, _tb_meth)
-        return _tb_f if callable(_tb_f) else None
+        _tb_obj = _tb_cls()
+    except BaseException:
+        _tb_obj = object.__new__(_tb_cls)
+    return getattr(_tb_obj, _tb_meth)
+
+
+def _tb_get(_tb_ns, _tb_name):
+    # the candidate as the tests meet it: within the pair's time budget, anything it raises that is
+    # not an Exception (SystemExit...) turned into one, a result that is not plain data refused here
+    try:
+        _tb_f = _tb_timed(_tb_resolve, _tb_ns, _tb_name)
     except BaseException:
         return None
-'''
+    if not callable(_tb_f):
+        return None
 
-_BATCH_TESTS = '''{imports}
-_tb_cands = [{names}]
-_tb_code = compile({tests!r}, "<item tests>", "exec")
-_tb_passed = 0
-for _tb_c in _tb_cands:
-    _tb_g = dict(globals())
-    _tb_g[{entry!r}] = _tb_c
+    def _tb_call(*_tb_a, **_tb_k):
+        if _tb_left[0] <= 0:
+            raise TimeoutError("over the time budget")
+        try:
+            _tb_r = _tb_timed(lambda: _tb_f(*_tb_a, **_tb_k))
+        except Exception:
+            raise
+        except BaseException as _tb_e:
+            raise RuntimeError("the candidate raised " + type(_tb_e).__name__) from None
+        if _tb_plain is not None:
+            try:
+                _tb_plain.encode(_tb_r)
+            except BaseException:
+                raise TypeError("the candidate returned something that is not plain data") from None
+        return _tb_r
+
+    return _tb_call
+"""
+
+_BATCH_TESTS = """_tb_cands = [{names}]
+_tb_pairs = {pairs!r}
+_tb_sources = {sources!r}
+_tb_passed = []
+for _tb_k, (_tb_c, _tb_entry, _tb_t) in enumerate(_tb_pairs):
+    _tb_g = {{"__name__": "__main__"}}
+    _tb_g[_tb_entry] = _tb_cands[_tb_c]
     try:
-        exec(_tb_code, _tb_g)
-    except Exception:
+        _tb_reset({budget!r})
+        exec(compile(_tb_sources[_tb_t], "<item tests>", "exec"), _tb_g)
+    except BaseException:  # whatever a candidate raised (a broken channel stays failed: sticky)
         continue
-    _tb_passed += 1
-assert _tb_passed, "no candidate passes the item's tests"
-'''
+    _tb_passed.append(str(_tb_k))
+assert _tb_passed, "no candidate passes its item's tests"
+# which pairs passed, told through the verdict's error type: only this process names it
+raise type("{marker}" + "_".join(_tb_passed), (Exception,), {{}})()
+"""
+PASS_MARKER = "TbPassed_"
+PAIR_BUDGET_S = 1.0  # seconds a candidate may spend on one item's tests (all its calls together)
+LOAD_BUDGET_S = 2.0  # seconds a document's module context may take to load
 
 
 def candidate_program(members: Sequence[Candidate], contexts: dict[str, list[str]]) -> str:
     """The candidates' program: each document's module context loaded once into a namespace of its
     own, and ``_tb_cand_<k>`` bound to the k-th member (None when it cannot be had)."""
-    lines = [_LOADER]
+    lines = [_LOADER.replace("LOAD_BUDGET", repr(LOAD_BUDGET_S))]
     ns_of: dict[str, str] = {}
     for k, cand in enumerate(members):
         if cand.context not in ns_of:
@@ -486,17 +573,40 @@ def candidate_program(members: Sequence[Candidate], contexts: dict[str, list[str
     return "\n".join(lines) + "\n"
 
 
-def batch_tests(spec: ItemSpec, n: int) -> str:
-    """Tests that run the item's tests once per candidate (``_tb_cand_0`` .. ``_tb_cand_<n-1>``, each
-    bound to the entry-point name) and pass when one of them passed.
+def item_source(spec: ItemSpec) -> str:
+    """What the tests' process runs for one item: its imports (each may fail), the prompt's helpers,
+    then the tests, which call the candidate under the entry-point name."""
+    imports = "".join(f"try:\n    {line}\nexcept Exception:\n    pass\n" for line in spec.imports)
+    return imports + (spec.provided + "\n" if spec.provided else "") + spec.tests
+
+
+def batch_job(pairs: Sequence[tuple[ItemSpec, Candidate]], contexts: dict[str, list[str]]) -> tuple[str, str]:
+    """``(program, tests)`` of one sandbox run deciding whether any of ``pairs`` passes: the distinct
+    candidates in the program, every item's tests run in the tests' process once per pair.
 
     >>> spec = item_spec(BenchmarkItem("mbpp", "m", "", "def f(x):\\n    return x\\n", "assert f(1) == 1"))
-    >>> "_tb_cands = [_tb_cand_0, _tb_cand_1]" in batch_tests(spec, 2)
-    True
+    >>> cand = Candidate(0, 0, "d", "g", 1, 2, Signature(1, 1), "", "c")
+    >>> program, tests = batch_job([(spec, cand)], {"c": ["def g(y):\\n    return y"]})
+    >>> "_tb_cand_0 = _tb_get(_tb_ns_0, 'g')" in program, "_tb_cands = [_tb_cand_0]" in tests
+    (True, True)
     """
-    imports = "\n".join(f"try:\n    {line}\nexcept Exception:\n    pass" for line in spec.imports)
-    names = ", ".join(f"_tb_cand_{k}" for k in range(n))
-    return _BATCH_TESTS.format(imports=imports, names=names, tests=spec.tests, entry=spec.entry)
+    members: list[Candidate] = []
+    slot: dict[int, int] = {}
+    sources: list[str] = []
+    source_slot: dict[str, int] = {}
+    triples = []
+    for spec, cand in pairs:
+        c = slot.setdefault(id(cand), len(members))
+        if c == len(members):
+            members.append(cand)
+        t = source_slot.setdefault(spec.id, len(sources))
+        if t == len(sources):
+            sources.append(item_source(spec))
+        triples.append((c, spec.entry, t))
+    names = ", ".join(f"_tb_cand_{k}" for k in range(len(members)))
+    tests = _BATCH_TESTS.format(names=names, pairs=triples, sources=sources, budget=PAIR_BUDGET_S,
+                                marker=PASS_MARKER)  # fmt: skip
+    return candidate_program(members, contexts), tests
 
 
 def single_program(spec: ItemSpec, cand: Candidate, contexts: dict[str, list[str]]) -> str:
@@ -507,7 +617,8 @@ def single_program(spec: ItemSpec, cand: Candidate, contexts: dict[str, list[str
         prelude = [ast.unparse(n) for n in tree.body if not (isinstance(n, _FUNCTIONS) and n.name == spec.entry)]
     except PARSE_ERRORS:
         prelude = []
-    return "\n".join([*prelude, candidate_program([cand], contexts), f"{spec.entry} = _tb_cand_0", ""])
+    program = candidate_program([cand], contexts)
+    return "\n".join([*prelude, program, f"_tb_reset({PAIR_BUDGET_S!r})", f"{spec.entry} = _tb_cand_0", ""])
 
 
 def verdict_key(spec: ItemSpec, cand: Candidate, contexts: dict[str, list[str]]) -> str:
@@ -541,7 +652,8 @@ class BehaviourChecker:
     Args:
         cache_path: JSONL of decided verdicts (``{"key", "passed", "status"}``), read at start and
             appended as verdicts are settled (a killed audit keeps what it decided).
-        batch_size: candidates per sandbox run for items decided in separate processes.
+        batch_size: (item, candidate) pairs per sandbox run (items decided in separate processes).
+        max_batch_bytes: module context (source bytes) one run may load.
         timeout_s, memory_mb, max_procs: the sandbox's limits per run.
         workers: concurrent sandbox runs.
         sandbox: an existing :class:`curate.sandbox.Sandbox` (its limits then apply).
@@ -557,21 +669,23 @@ class BehaviourChecker:
         >>> with BehaviourChecker(tempfile.mktemp()) as checker:
         ...     verdicts = checker.check([(spec, plus), (spec, minus)], contexts)
         >>> [v["passed"] for v in verdicts], checker.stats.executions
-        ([True, False], 3)
+        ([True, False], 2)
     """
 
     def __init__(
         self,
         cache_path: str | os.PathLike | None = None,
         batch_size: int = DEFAULT_BATCH,
-        timeout_s: float = 5.0,
+        timeout_s: float = 30.0,
         memory_mb: int = 512,
         max_procs: int = 32,
         workers: int = 2,
         sandbox: Any = None,
+        max_batch_bytes: int = 300_000,
     ):
         self.cache_path = Path(cache_path) if cache_path else None
         self.batch_size = max(1, int(batch_size))
+        self.max_batch_bytes = max_batch_bytes
         self.workers = workers
         self._own = sandbox is None
         if sandbox is None:
@@ -623,53 +737,79 @@ class BehaviourChecker:
                 todo.setdefault(key, []).append(p)
         self.stats.pairs += len(pairs)
         self.stats.cached += len(pairs) - sum(len(v) for v in todo.values())
-        groups: dict[str, list[str]] = {}
-        for key, ps in todo.items():
-            groups.setdefault(pairs[ps[0]][0].id, []).append(key)
-        pending = []
-        for item_keys in groups.values():
-            spec = pairs[todo[item_keys[0]][0]][0]
-            size = self.batch_size if spec.separate else 1
-            for start in range(0, len(item_keys), size):
-                pending.append((spec, item_keys[start : start + size]))
-        first = {key: pairs[ps[0]][1] for key, ps in todo.items()}
+        first = {key: pairs[ps[0]] for key, ps in todo.items()}
+        pending = [[k] for k, (spec, _) in first.items() if not spec.separate]
+        pending += self._batches([k for k, (spec, _) in first.items() if spec.separate], first, contexts)
         while pending:
             pending = self._round(pending, first, contexts)
         self.stats.wall_s += time.perf_counter() - t0
         return [dict(self.cache[key], cached=key not in todo) for key in keys]
 
-    def _round(self, pending, first, contexts) -> list:
+    def _batches(self, keys: list[str], first: dict, contexts) -> list[list[str]]:
+        """Pairs cut into runs of at most ``batch_size`` pairs and ``max_batch_bytes`` of module context,
+        a document's pairs kept together (its context then loads once)."""
+        out, batch, size, loaded = [], [], 0, set()
+        for key in sorted(keys, key=lambda k: (first[k][1].doc, first[k][1].unit)):
+            ctx = first[key][1].context
+            add = 0 if ctx in loaded else sum(len(x) for x in contexts[ctx])
+            if batch and (len(batch) >= self.batch_size or size + add > self.max_batch_bytes):
+                out.append(batch)
+                batch, size, loaded = [], 0, set()
+                add = sum(len(x) for x in contexts[ctx])
+            batch.append(key)
+            loaded.add(ctx)
+            size += add
+        return out + ([batch] if batch else [])
+
+    def _round(self, pending: list[list[str]], first: dict, contexts) -> list[list[str]]:
         """Run every pending batch once; returns the halves still to decide."""
         jobs = []
-        for spec, keys in pending:
-            members = [first[k] for k in keys]
+        for keys in pending:
+            spec, cand = first[keys[0]]
             if spec.separate:
-                jobs.append((candidate_program(members, contexts), batch_tests(spec, len(members)),
-                             spec.reference, spec.provided))  # fmt: skip
+                jobs.append((*batch_job([first[k] for k in keys], contexts), "", ""))
             else:
-                jobs.append((single_program(spec, members[0], contexts), spec.tests, spec.reference, spec.provided))
+                jobs.append((single_program(spec, cand, contexts), spec.tests, spec.reference, spec.provided))
         results = self.sandbox.map(jobs, workers=self.workers)
         self.stats.executions += len(jobs)
         nxt, decided = [], []
-        for (spec, keys), res in zip(pending, results, strict=True):
+        for keys, res in zip(pending, results, strict=True):
             self.stats.statuses[res.status] = self.stats.statuses.get(res.status, 0) + 1
-            if len(keys) > 1:
-                self.stats.batch_runs += 1
-            else:
-                self.stats.single_runs += 1
-            if len(keys) > 1 and res.status != "failed":
-                half = len(keys) // 2  # a pass to attribute, or a member that broke the run
-                nxt += [(spec, keys[:half]), (spec, keys[half:])]
+            self.stats.batch_runs += len(keys) > 1
+            self.stats.single_runs += len(keys) == 1
+            passing = _passing_pairs(res, len(keys)) if first[keys[0]][0].separate else None
+            if passing is None and len(keys) > 1 and res.status != "failed":
+                half = len(keys) // 2  # a member broke the run (hung in C code, killed its process...)
+                nxt += [keys[:half], keys[half:]]
                 continue
+            ok = bool(res.passed) if passing is None else bool(passing) and len(keys) == 1
+            if passing and len(keys) > 1:
+                nxt += [[keys[k]] for k in passing]  # a pass is recorded from a run of its own only
+                keys = [k for j, k in enumerate(keys) if j not in passing]
             for key in keys:
-                cand = first[key]
+                spec, cand = first[key]
                 decided.append({
                     "key": key, "benchmark": spec.benchmark, "item_id": spec.id, "doc_id": cand.doc_id,
-                    "unit": cand.name, "passed": bool(res.passed), "status": res.status,
-                    "error_type": res.error_type, "verdict_mode": res.verdict_mode, "batch": len(keys),
+                    "unit": cand.name, "passed": ok, "status": "passed" if ok else res.status,
+                    "error_type": None if ok else res.error_type, "verdict_mode": res.verdict_mode,
+                    "batch": len(keys),
                 })  # fmt: skip
         self._remember(decided)
         return nxt
+
+
+def _passing_pairs(res, n: int) -> list[int] | None:
+    """Indices of the pairs a batch run reports passing ([] when none did), None when the run broke."""
+    if res.status == "failed" and res.error_type == "AssertionError":
+        return []
+    marker = res.error_type or ""
+    if res.status != "error" or not marker.startswith(PASS_MARKER):
+        return None
+    try:
+        found = sorted({int(x) for x in marker[len(PASS_MARKER) :].split("_")})
+    except ValueError:
+        return None
+    return found if found and all(0 <= k < n for k in found) else None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -334,7 +334,7 @@ def _pairs(items, removed, summary, nearest: int = 20) -> list[dict[str, Any]]:
             )
             pairs.setdefault((row.item_id, row.emb_doc), pair)
     for r in removed:
-        if r["item_id"]:
+        if isinstance(r["item_id"], str):  # a document removed by another measure alone has no AST item
             pair = _pair(r["benchmark"], r["item_id"], r["doc_id"], r["unit"], "ast", r["ast"] or 0, True)
             pairs.setdefault((r["item_id"], r["doc_id"]), pair)
     return sorted(
@@ -381,7 +381,8 @@ def _attach_sources(pairs, hits, docs, units, bench_items) -> None:
         doc = docs.get(p["doc_id"], {})
         lo, hi = spans.get((p["doc_id"], p["unit"]), (1, None))
         p["training_snippet"], p["line_start"], p["line_end"] = _snippet(doc.get("text") or "", lo, hi)
-        p["repo"], p["path"] = doc.get("repo"), doc.get("path")
+        # a missing column reads as NaN: only strings name a place
+        p["repo"], p["path"] = (v if isinstance(v, str) else None for v in (doc.get("repo"), doc.get("path")))
     for h in hits:
         text = docs.get(h["doc_id"], {}).get("text") or ""
         h["before"] = text[max(0, h["start"] - 80) : h["start"]]
