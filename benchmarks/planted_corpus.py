@@ -12,10 +12,10 @@
   a statement, compound ones too, moved past every statement it does not depend on; a call,
   operation, comparison or index hoisted into a temporary), then renamed: rewrites the statement
   normal form of ``decontam/canonical.py`` was not shaped around;
-* semantic (``semantic=True`` only): up to three behaviour-keeping rewrites
+* semantic (``semantic=True`` only): renamed, then up to three behaviour-keeping rewrites
   (:func:`decontam.semantic.semantic_rewrite`: ``for`` -> ``while``, branches swapped under ``not``,
   comprehension <-> loop, helper extracted or inlined, arguments passed by keyword in reverse order, a
-  line added), then renamed: the shape is gone, the behaviour is not (issue 26).
+  line added): the shape is gone, the behaviour is not (issue 26).
 
 Used by ``benchmarks/bench_decontam_planted.py`` and the decontam tests.
 
@@ -156,8 +156,9 @@ def _semantic_doc(item: BenchmarkItem, k: int) -> list[PlantedDoc]:
     """The item's solution after up to three semantic rewrites, renamed (none when no rewrite fits)."""
     from decontam.semantic import semantic_rewrite
 
-    rewritten, edits = semantic_rewrite(item.solution, seed=k, n_edits=3)
+    # renamed first: the rewrite then passes keywords under the names the parameters finally have
+    renamed = disguise(item.solution, seed=k + 3, strip_annotations=True)
+    text, edits = semantic_rewrite(renamed, seed=k, n_edits=3)
     if not edits:
         return []
-    text = disguise(rewritten, seed=k + 3, strip_annotations=True)
     return [PlantedDoc(f"semantic/{item.id}", text, SEMANTIC_TIER, item.id, tuple(edits))]

@@ -75,7 +75,7 @@ BEHAVIOUR_HITS = "behaviour_hits.jsonl"
 PROTOCOL_VERSION = "1"  # part of every cache key: a change of how candidates are run invalidates them
 #: plain AST rate (unit vs solution) from which a signature-compatible unit is executed; chosen from
 #: the measured curve (benchmarks/bench_decontam_behaviour.py, RESULTS.md issue 26)
-DEFAULT_FLOOR = 0.3
+DEFAULT_FLOOR = 0.5
 DEFAULT_BATCH = 256
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _CONTEXT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
@@ -263,6 +263,7 @@ class Candidate:
     signature: Signature
     sequence: str
     context: str = ""  # key of the document's module context in BehaviourCandidates.contexts
+    with_helpers: str = ""  # its sequence followed by those of the module functions it calls (if any)
 
 
 @dataclass
@@ -298,10 +299,10 @@ def module_context(tree: ast.Module) -> list[str]:
 def corpus_candidates(table, texts_by_id: dict[str, str], min_nodes: int = 10) -> BehaviourCandidates:
     """Every ``function``/``method`` unit of the audit's UnitTable with its signature and context.
 
-    A candidate's sequence is its own followed by those of the module's functions it calls by name (a
-    solution split into helpers is compared whole); candidates with fewer than ``min_nodes`` nodes so
-    counted are left out, as the AST measure leaves them out (generic one-liners such as
-    ``operator.floordiv`` pass the weakest benchmark tests)."""
+    A candidate is compared by its own sequence and by its sequence followed by those of the module's
+    functions it calls by name (a solution split into helpers is compared whole); candidates with
+    fewer than ``min_nodes`` nodes either way are left out, as the AST measure leaves them out
+    (generic one-liners such as ``operator.floordiv`` pass the weakest benchmark tests)."""
     out = BehaviourCandidates()
     by_doc: dict[int, list[int]] = {}
     for u, kind in enumerate(table.unit_kind):
@@ -321,15 +322,15 @@ def corpus_candidates(table, texts_by_id: dict[str, str], min_nodes: int = 10) -
             if found is None:
                 continue
             found, called = found
-            sequence = table.unit_seq[u] + "".join(seq_of[n] for n in sorted(called) if n in seq_of)
-            if len(sequence) < min_nodes:
+            helpers = "".join(seq_of[n] for n in sorted(called) if n in seq_of)
+            if len(table.unit_seq[u]) + len(helpers) < min_nodes:
                 continue
             if context is None:
                 context = _context_key(module_context(tree))
                 out.contexts.setdefault(context[0], context[1])
             out.candidates.append(Candidate(
                 u, d, doc_id, table.unit_name[u], table.unit_lineno[u], table.unit_end[u], found,
-                sequence, context[0],
+                table.unit_seq[u], context[0], table.unit_seq[u] + helpers if helpers else "",
             ))  # fmt: skip
     return out
 
@@ -413,7 +414,8 @@ class BehaviourIndex:
         return mask
 
     def rates(self, cands: Sequence[Candidate]) -> np.ndarray:
-        """(n_items, n_cands) best plain AST rate of each candidate with each item (0 under ``floor``)."""
+        """(n_items, n_cands) best plain AST rate of each candidate (alone or with its helpers) with each
+        item (0 under ``floor``)."""
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
 
@@ -424,6 +426,7 @@ class BehaviourIndex:
             return out + 1.0  # no similarity floor: every compatible unit runs
         slot: dict[str, int] = {}
         inverse = np.asarray([slot.setdefault(c.sequence, len(slot)) for c in cands], dtype=np.int64)
+        helped = np.asarray([slot.setdefault(c.with_helpers or c.sequence, len(slot)) for c in cands])
         uniq = list(slot)
         per_item = np.zeros((len(self.items_), len(uniq)), dtype=np.float32)
         for start in range(0, len(uniq), self.chunk_rows):
@@ -431,7 +434,7 @@ class BehaviourIndex:
                                   scorer=Levenshtein.normalized_similarity, score_cutoff=self.floor,
                                   workers=-1, dtype=np.float32)  # fmt: skip
             np.maximum.at(per_item[:, start : start + len(block)], self.variant_item_, block.T)
-        out[:] = per_item[:, inverse]
+        out[:] = np.maximum(per_item[:, inverse], per_item[:, helped])
         return out
 
     def shortlist(self, cands: Sequence[Candidate]) -> list[tuple[int, int, float]]:
@@ -788,10 +791,11 @@ class BehaviourChecker:
                 keys = [k for j, k in enumerate(keys) if j not in passing]
             for key in keys:
                 spec, cand = first[key]
+                status = "passed" if ok else "failed" if passing is not None else res.status
                 decided.append({
                     "key": key, "benchmark": spec.benchmark, "item_id": spec.id, "doc_id": cand.doc_id,
-                    "unit": cand.name, "passed": ok, "status": "passed" if ok else res.status,
-                    "error_type": None if ok else res.error_type, "verdict_mode": res.verdict_mode,
+                    "unit": cand.name, "passed": ok, "status": status,
+                    "error_type": None if passing is not None else res.error_type, "verdict_mode": res.verdict_mode,
                     "batch": len(keys),
                 })  # fmt: skip
         self._remember(decided)
