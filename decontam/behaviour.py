@@ -402,6 +402,17 @@ class BehaviourIndex:
         self.variants_ = [s for _, s in variants]
         return self
 
+    def subset(self, keep: Sequence[int]) -> BehaviourIndex:
+        """The index restricted to the items at positions ``keep`` of ``items_`` (same floor)."""
+        out = BehaviourIndex(self.floor, self.chunk_rows)
+        out.items_ = [self.items_[i] for i in keep]
+        out.item_index_ = [self.item_index_[i] for i in keep]
+        out.skipped_ = list(self.skipped_)
+        variants = [(j, s) for j, spec in enumerate(out.items_) for s in spec.sequences]
+        out.variant_item_ = np.asarray([j for j, _ in variants], dtype=np.int64)
+        out.variants_ = [s for _, s in variants]
+        return out
+
     def _compatible(self, cands: Sequence[Candidate]) -> np.ndarray:
         """(n_items, n_cands) mask: the candidate's signature binds every call the item's tests make."""
         req = np.asarray([c.signature.required for c in cands], dtype=np.int64)
@@ -819,6 +830,66 @@ def _passing_pairs(res, n: int) -> list[int] | None:
 # ---------------------------------------------------------------------------------------------------
 # scoring a corpus
 # ---------------------------------------------------------------------------------------------------
+#: generic one-liners: an item whose tests one of these passes cannot tell its solution from everyday
+#: code (``operator.mul`` passes "area of a rectangle"), so the behavioural measure leaves it out, as
+#: the AST measure leaves out solutions under ``min_nodes`` (measured: RESULTS.md, issue 26)
+GENERIC_BASELINES = [
+    "from operator import *",
+    *(f"def const_{name}(*args, **kwargs):\n    return {value}"
+      for name, value in (("none", "None"), ("true", "True"), ("false", "False"), ("zero", "0"),
+                          ("one", "1"), ("empty_list", "[]"), ("empty_str", "''"))),
+    "def identity(x):\n    return x",
+    "def join(xs):\n    return ''.join(xs)",
+    "def join_str(xs):\n    return ''.join(map(str, xs))",
+    *(f"def {name}_(*args):\n    return {name}(*args)" for name in (
+        "abs", "all", "any", "bin", "bool", "chr", "divmod", "float", "hex", "int", "len", "list", "max", "min",
+        "oct", "ord", "pow", "round", "set", "sorted", "str", "sum", "tuple")),
+]  # fmt: skip
+
+
+def generic_candidates() -> tuple[list[Candidate], dict[str, list[str]]]:
+    """:data:`GENERIC_BASELINES` as candidates (signatures read with :mod:`inspect`)."""
+    import inspect
+    import operator
+
+    namespace: dict[str, Any] = {}
+    for statement in GENERIC_BASELINES:
+        exec(statement, namespace)  # our own constant source, never corpus code
+    names = sorted(n for n in namespace if not n.startswith("_") and callable(namespace[n]))
+    names = [n for n in names if n in dir(operator) or n.startswith(("const_", "identity", "join")) or n.endswith("_")]
+    out = []
+    for name in names:
+        try:
+            params = inspect.signature(namespace[name]).parameters.values()
+            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+            required = sum(p.default is p.empty for p in positional)
+            sig = Signature(required, None if varargs else len(positional))
+        except (TypeError, ValueError):
+            sig = Signature(0, None)
+        out.append(Candidate(-1, -1, "<generic>", name, 0, 0, sig, "", "generic"))
+    return out, {"generic": list(GENERIC_BASELINES)}
+
+
+def weak_items(index: BehaviourIndex, checker: BehaviourChecker) -> dict[str, str]:
+    """{item id: generic baseline that passes its tests} (cached like every verdict).
+
+    >>> item = BenchmarkItem("mbpp", "mbpp/52", "", "def area(b, h):\\n    return b * h\\n", "assert area(2, 3) == 6")
+    >>> import tempfile
+    >>> with BehaviourChecker(tempfile.mktemp()) as checker:
+    ...     weak_items(BehaviourIndex(floor=0.0).fit([item]), checker)["mbpp/52"] in ("mul", "imul")
+    True
+    """
+    cands, contexts = generic_candidates()
+    pairs = [(index.items_[i], cands[c]) for i, c in zip(*np.nonzero(index._compatible(cands)), strict=True)]
+    verdicts = checker.check(pairs, contexts)
+    weak: dict[str, str] = {}
+    for (spec, cand), verdict in zip(pairs, verdicts, strict=True):
+        if verdict["passed"]:
+            weak.setdefault(spec.id, cand.name)
+    return weak
+
+
 @dataclass
 class BehaviourResult:
     """Behavioural hits of one benchmark: masks over documents and items, and the evidence."""
@@ -828,6 +899,7 @@ class BehaviourResult:
     hits: list[dict]  # one per passing (item, unit): benchmark, item_id, doc_id, unit, lines, tests passed
     shortlisted: int = 0
     skipped_items: list[str] = field(default_factory=list)
+    weak_items: dict[str, str] = field(default_factory=dict)  # item -> generic baseline passing its tests
 
 
 def score_behaviour(
@@ -841,10 +913,13 @@ def score_behaviour(
     """Shortlist, run and collect the behavioural hits of one benchmark against the audit's units.
 
     ``table`` is the audit's :class:`decontam.prune.UnitTable`; ``candidates`` may be passed when several
-    benchmarks share one corpus (they are cut once)."""
+    benchmarks share one corpus (they are cut once). Items whose tests a generic one-liner passes
+    (:func:`weak_items`) are left out and listed."""
     cands = candidates if candidates is not None else corpus_candidates(table, texts_by_id)
     index = BehaviourIndex(floor=floor).fit(items)
-    shortlist = index.shortlist(cands.candidates)
+    weak = weak_items(index, checker)
+    strong = [i for i, spec in enumerate(index.items_) if spec.id not in weak]
+    shortlist = [(strong[i], c, r) for i, c, r in index.subset(strong).shortlist(cands.candidates)]
     pairs = [(index.items_[i], cands.candidates[c]) for i, c, _ in shortlist]
     verdicts = checker.check(pairs, cands.contexts)
     doc_hit = np.zeros(len(table.doc_ids), dtype=bool)
@@ -862,4 +937,4 @@ def score_behaviour(
             "entry_point": spec.entry, "ast_rate": round(rate, 4), "verdict_mode": verdict["verdict_mode"],
             "cached": verdict["cached"],
         })  # fmt: skip
-    return BehaviourResult(doc_hit, item_hit, hits, len(shortlist), index.skipped_)
+    return BehaviourResult(doc_hit, item_hit, hits, len(shortlist), index.skipped_, weak)
