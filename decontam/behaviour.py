@@ -75,7 +75,7 @@ BEHAVIOUR_HITS = "behaviour_hits.jsonl"
 PROTOCOL_VERSION = "1"  # part of every cache key: a change of how candidates are run invalidates them
 #: plain AST rate (unit vs solution) from which a signature-compatible unit is executed; chosen from
 #: the measured curve (benchmarks/bench_decontam_behaviour.py, RESULTS.md issue 26)
-DEFAULT_FLOOR = 0.5
+DEFAULT_FLOOR = 0.4
 DEFAULT_BATCH = 256
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _CONTEXT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
@@ -839,6 +839,8 @@ GENERIC_BASELINES = [
       for name, value in (("none", "None"), ("true", "True"), ("false", "False"), ("zero", "0"),
                           ("one", "1"), ("empty_list", "[]"), ("empty_str", "''"))),
     "def identity(x):\n    return x",
+    "def first(xs):\n    return xs[0]",
+    "def last(xs):\n    return xs[-1]",
     "def join(xs):\n    return ''.join(xs)",
     "def join_str(xs):\n    return ''.join(map(str, xs))",
     *(f"def {name}_(*args):\n    return {name}(*args)" for name in (
@@ -856,7 +858,7 @@ def generic_candidates() -> tuple[list[Candidate], dict[str, list[str]]]:
     for statement in GENERIC_BASELINES:
         exec(statement, namespace)  # our own constant source, never corpus code
     names = sorted(n for n in namespace if not n.startswith("_") and callable(namespace[n]))
-    names = [n for n in names if n in dir(operator) or n.startswith(("const_", "identity", "join")) or n.endswith("_")]
+    names = [n for n in names if n in dir(operator) or n.startswith(("const_", "identity", "join", "first", "last")) or n.endswith("_")]
     out = []
     for name in names:
         try:
@@ -900,6 +902,7 @@ class BehaviourResult:
     shortlisted: int = 0
     skipped_items: list[str] = field(default_factory=list)
     weak_items: dict[str, str] = field(default_factory=dict)  # item -> generic baseline passing its tests
+    calibration_executions: int = 0  # runs spent finding the weak items (once per benchmark: cached)
 
 
 def score_behaviour(
@@ -917,7 +920,9 @@ def score_behaviour(
     (:func:`weak_items`) are left out and listed."""
     cands = candidates if candidates is not None else corpus_candidates(table, texts_by_id)
     index = BehaviourIndex(floor=floor).fit(items)
+    before = checker.stats.executions
     weak = weak_items(index, checker)
+    calibration = checker.stats.executions - before
     strong = [i for i, spec in enumerate(index.items_) if spec.id not in weak]
     shortlist = [(strong[i], c, r) for i, c, r in index.subset(strong).shortlist(cands.candidates)]
     pairs = [(index.items_[i], cands.candidates[c]) for i, c, _ in shortlist]
@@ -937,4 +942,4 @@ def score_behaviour(
             "entry_point": spec.entry, "ast_rate": round(rate, 4), "verdict_mode": verdict["verdict_mode"],
             "cached": verdict["cached"],
         })  # fmt: skip
-    return BehaviourResult(doc_hit, item_hit, hits, len(shortlist), index.skipped_, weak)
+    return BehaviourResult(doc_hit, item_hit, hits, len(shortlist), index.skipped_, weak, calibration)

@@ -302,13 +302,14 @@ def test_semantic_rewrites_keep_behaviour_on_every_benchmark_item(mbpp_path):
 
 @pytest.mark.slow
 def test_semantic_recall_and_clean_fp_on_the_planted_corpus(tmp_path, write_shards, mbpp_path):
-    """The issue's bar, on HumanEval + MBPP-test semantic rewrites among 200 clean files."""
+    """The issue's bar, on HumanEval + MBPP-test semantic rewrites among 400 clean files (the bench's
+    sample: benchmarks/bench_decontam_behaviour.py), at the default floor."""
     from planted_corpus import build_corpus
 
     from decontam.prune import prune_shards
 
     benches = {"humaneval": load_benchmark("humaneval"), "mbpp": load_benchmark("mbpp", path=mbpp_path)}
-    docs = build_corpus(benches, n_clean=200, semantic=True, planted=False)
+    docs = build_corpus(benches, n_clean=400, semantic=True, planted=False)
     shards = write_shards(tmp_path / "in", [(d.id, d.text) for d in docs])
     prune_shards(shards, tmp_path / "out", benchmarks={"humaneval": {}, "mbpp": {"path": str(mbpp_path)}},
                  taus=[0.9], rule="ast|behaviour", embeddings=False, write_shards=False)  # fmt: skip
@@ -322,4 +323,4 @@ def test_semantic_recall_and_clean_fp_on_the_planted_corpus(tmp_path, write_shar
     fp = sum(removed[i] for i in clean) / len(clean)
     print(f"semantic recall {recall:.3f} ({len(semantic)} docs), clean FP {fp:.4f} ({len(clean)} files)")
     assert recall >= 0.9
-    assert fp <= 0.005 + 1 / len(clean)  # one clean file that genuinely passes is listed in RESULTS.md
+    assert fp <= 0.005
