@@ -75,7 +75,7 @@ BEHAVIOUR_HITS = "behaviour_hits.jsonl"
 PROTOCOL_VERSION = "1"  # part of every cache key: a change of how candidates are run invalidates them
 #: plain AST rate (unit vs solution) from which a signature-compatible unit is executed; chosen from
 #: the measured curve (benchmarks/bench_decontam_behaviour.py, RESULTS.md issue 26)
-DEFAULT_FLOOR = 0.4
+DEFAULT_FLOOR = 0.5
 DEFAULT_BATCH = 256
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _CONTEXT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
