@@ -56,6 +56,8 @@ _NEEDS = {"ast": "always computed", "embedding": "embeddings=True", "llm": "an l
           "behaviour": "a rule naming it"}  # fmt: skip
 SPLIT_VERSION = 1
 LLM_VERDICTS = "llm_verdicts.jsonl"
+BEHAVIOUR_OPTIONS = frozenset({"floor", "batch_size", "timeout_s", "memory_mb", "max_procs", "workers",
+                               "max_batch_bytes"})  # fmt: skip  (decontam.behaviour.BehaviourChecker's)
 LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
 DEFAULT_EMBEDDING_THRESHOLD = 0.3
 EMBEDDING_VIEWS = ("document", "normalised_units")
@@ -731,6 +733,9 @@ def prune_shards(
     Returns the summary also written to ``decontam.json``.
     """
     used = rule_measures(rule)  # raises on an unknown rule, before any work
+    unknown = sorted(set(behaviour or {}) - BEHAVIOUR_OPTIONS)
+    if unknown:
+        raise ValueError(f"behaviour: unknown option(s) {unknown}; known: {sorted(BEHAVIOUR_OPTIONS)}")
     if embedding_view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
     if embedding_threshold is None:

@@ -177,6 +177,8 @@ def test_behaviour_rule_is_validated_before_work(tmp_path):
     assert parse_rule("ast|behaviour") == [["ast"], ["behaviour"]]
     with pytest.raises(ValueError, match="rule"):
         prune_shards(tmp_path / "missing", tmp_path / "out", rule="ast|behavior")
+    with pytest.raises(ValueError, match="flor"):
+        prune_shards(tmp_path / "missing", tmp_path / "out", rule="ast|behaviour", behaviour={"flor": 0.5})
 
 
 # ---------------------------------------------------------------------------------------------------
