@@ -162,7 +162,8 @@ def test_audit_rule_ast_or_behaviour_finds_semantic_rewrites_and_reruns_nothing(
     # the rerun decides everything from the verdict cache: 0 executions, same hits
     rerun = prune_shards(shards, tmp_path / "out", rule="ast|behaviour", **kwargs)
     assert rerun["behaviour"]["executions"] == 0
-    assert rerun["behaviour"]["cached"] == first["behaviour"]["shortlisted"]
+    assert rerun["behaviour"]["calibration_executions"] == 0 and first["behaviour"]["calibration_executions"] > 0
+    assert rerun["behaviour"]["cached"] >= first["behaviour"]["shortlisted"] > 0
     assert rerun["taus"] == first["taus"]
     # & combines as for the other measures: ast&behaviour removes no more than either alone
     both = prune_shards(shards, tmp_path / "out", rule="ast&behaviour", **kwargs)
@@ -292,7 +293,7 @@ def test_semantic_rewrites_keep_behaviour_on_every_benchmark_item(mbpp_path):
     from curate.sandbox import Sandbox
 
     items = load_benchmark("humaneval") + load_benchmark("mbpp", path=mbpp_path, split="test")
-    with Sandbox(timeout_s=10) as sb:
+    with Sandbox(timeout_s=60) as sb:  # mbpp/123's tests take seconds: the claim is behaviour, not speed
         originals = sb.map([(it.solution, item_spec(it).tests, it.solution, item_spec(it).provided) for it in items])
         keep = [it for it, r in zip(items, originals, strict=True) if r.passed]
         jobs, kinds = _rewrite_jobs(keep, SEMANTIC_EDITS, seeds=(0, 1))
