@@ -8,7 +8,8 @@ maximum AST match rate against each benchmark and each document's minimum embedd
     OUTPUT/
       scores.parquet          one row per document: id, n_units, parse_error,
                               ast_max_<bench>, ast_item_<bench>, ast_unit_<bench>,
-                              emb_min_<bench>, emb_item_<bench>
+                              emb_min_<bench>, emb_item_<bench>, beh_hit_<bench> (rule using behaviour)
+      behaviour_hits.jsonl    behavioural hits with their evidence; behaviour_verdicts.jsonl: the cache
       units.parquet           one row per unit: id, unit, kind, lineno, end_lineno, ast_max_<bench>, ast_item_<bench>
       items.parquet           one row per benchmark item: benchmark, item_id, ast_max, ast_doc, ast_unit,
                               emb_min, emb_doc (nearest training document)
@@ -21,7 +22,9 @@ self-describing. A side table was chosen over new schema columns because the set
 
 Rules (``rule=``): a training document is *contaminated at tau* when, for some benchmark,
 ``ast``: its max unit AST match rate >= tau; ``embedding``: its min embedding distance <= threshold;
-``either`` (default): one of the two; ``both``: both. A benchmark item is *similar at tau* by the same
+``either`` (default): one of the two; ``both``: both; ``behaviour`` (:mod:`decontam.behaviour`): one of
+its function units passes an item's own tests in the sandbox (independent of tau, like the embedding);
+any ``|``/``&`` combination (``ast|behaviour``). A benchmark item is *similar at tau* by the same
 rule applied to its best training unit / nearest training document. The embedding test does not
 depend on tau. Removed documents go to ``tau_X/excluded/decontam/`` with ``filter_reason``
 ``contaminated_ast_X``, ``contaminated_embedding_X`` or ``contaminated_ast+embedding_X``.
@@ -446,6 +449,8 @@ def write_score_tables(
         docs[f"ast_unit_{name}"] = pa.array(np.append(names, None)[s.doc_unit].tolist(), pa.string())
         units[f"ast_max_{name}"] = pa.array(s.unit_score, pa.float32())
         units[f"ast_item_{name}"] = pa.array(ids[s.unit_item].tolist(), pa.string())
+        if s.beh_doc_hit is not None:  # a unit passed one of the benchmark's items' tests
+            docs[f"beh_hit_{name}"] = pa.array(s.beh_doc_hit, pa.bool_())
         if s.emb_doc_dist is not None:
             docs[f"emb_min_{name}"] = pa.array(s.emb_doc_dist, pa.float32())
             docs[f"emb_item_{name}"] = pa.array(ids[s.emb_doc_item].tolist(), pa.string())
@@ -596,6 +601,8 @@ def _doc_metadata(scores: dict[str, BenchmarkScores], row: int) -> dict[str, Any
         meta["ast_max"][name] = round(float(s.doc_score[row]), 4)
         item = int(s.doc_item[row])
         meta["ast_item"][name] = s.items[item].id if item >= 0 else None
+        if s.beh_doc_hit is not None:
+            meta.setdefault("behaviour", {})[name] = bool(s.beh_doc_hit[row])
         if s.emb_doc_dist is not None:
             meta.setdefault("emb_min", {})[name] = round(float(s.emb_doc_dist[row]), 4)
             meta.setdefault("emb_item", {})[name] = s.items[int(s.emb_doc_item[row])].id

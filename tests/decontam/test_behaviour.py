@@ -152,6 +152,10 @@ def test_audit_rule_ast_or_behaviour_finds_semantic_rewrites_and_reruns_nothing(
     assert first["behaviour"]["executions"] > 0
     for h in hits:
         assert h["tests_passed"] > 0 and h["lineno"] <= h["end_lineno"] and h["item_id"].startswith("HumanEval/")
+    import pandas as pd
+
+    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    assert set(scores[scores["beh_hit_humaneval"]]["id"]) == found
     split = json.loads((tmp_path / "out" / "split.json").read_text())
     assert "behaviour" in split["measures"]
     removed = (tmp_path / "out" / "tau_0.9" / "excluded" / "decontam").rglob("*.parquet")
