@@ -570,6 +570,7 @@ assert _tb_passed, "no candidate passes its item's tests"
 raise type("{marker}" + "_".join(_tb_passed), (Exception,), {{}})()
 """
 PASS_MARKER = "TbPassed_"
+PLAN_CHUNK = 2048  # sandbox jobs per map call: well under plan_verdict's cache of 8192 plans
 PAIR_BUDGET_S = 1.0  # seconds a candidate may spend on one item's tests (all its calls together)
 LOAD_BUDGET_S = 2.0  # seconds a document's module context may take to load
 
@@ -777,6 +778,8 @@ class BehaviourChecker:
 
     def _round(self, pending: list[list[str]], first: dict, contexts) -> list[list[str]]:
         """Run every pending batch once; returns the halves still to decide."""
+        from curate.sandbox.verdict_plan import plan_verdict
+
         jobs = []
         for keys in pending:
             spec, cand = first[keys[0]]
@@ -784,7 +787,15 @@ class BehaviourChecker:
                 jobs.append((*batch_job([first[k] for k in keys], contexts), "", ""))
             else:
                 jobs.append((single_program(spec, cand, contexts), spec.tests, spec.reference, spec.provided))
-        results = self.sandbox.map(jobs, workers=self.workers)
+        results = []
+        for start in range(0, len(jobs), PLAN_CHUNK):
+            chunk = jobs[start : start + PLAN_CHUNK]
+            for _program, tests, reference, provided in chunk:
+                # the verdict plan parses the tests; parsed here, in this thread, it is cached for the
+                # sandbox's worker threads (CPython 3.11's ast.parse in two threads at once can fail with
+                # "AST constructor recursion depth mismatch")
+                plan_verdict(tests, reference, provided)
+            results += self.sandbox.map(chunk, workers=self.workers)
         self.stats.executions += len(jobs)
         nxt, decided = [], []
         for keys, res in zip(pending, results, strict=True):
