@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from decontam.behaviour import BEHAVIOUR_HITS
 from decontam.prune import (
     DEFAULT_TAUS,
     LLM_VERDICTS,
@@ -97,6 +98,7 @@ def decontam_audit(
     llm_k: int = 3,
     embedding_view: str = "document",
     executor: dict[str, Any] | None = None,
+    behaviour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """JOB ``decontam_audit``: score, reduce, prune and report ``input_dir`` as datatrove stages.
 
@@ -443,7 +445,7 @@ def _pairs(items, removed, summary, nearest: int = 20) -> list[dict[str, Any]]:
             )
             pairs.setdefault((row.item_id, row.emb_doc), pair)
     for r in removed:
-        if r["item_id"]:
+        if isinstance(r["item_id"], str):  # a document removed by another measure alone has no AST item
             pair = _pair(r["benchmark"], r["item_id"], r["doc_id"], r["unit"], "ast", r["ast"] or 0, True)
             pairs.setdefault((r["item_id"], r["doc_id"]), pair)
     return sorted(
@@ -460,6 +462,15 @@ def _attach_verdicts(pairs, verdicts) -> None:
     for v in by_pair.values():
         if v["same"]:
             pairs.append(_pair(v["benchmark"], v["item_id"], v["doc_id"], v["unit"], "llm", 1.0, True, v))
+
+
+def _attach_behaviour(pairs, behaviour_hits) -> None:
+    """Each behavioural hit is a pair of its own (measure ``behaviour``, score = asserts passed) with
+    its evidence; the unit's lines are the hit's own."""
+    for h in behaviour_hits:
+        pair = _pair(h["benchmark"], h["item_id"], h["doc_id"], h["unit"], "behaviour", h["tests_passed"], True)
+        pair["behaviour"] = h
+        pairs.append(pair)
 
 
 def _verdict_text(v) -> str:
@@ -481,7 +492,8 @@ def _attach_sources(pairs, hits, docs, units, bench_items) -> None:
         doc = docs.get(p["doc_id"], {})
         lo, hi = spans.get((p["doc_id"], p["unit"]), (1, None))
         p["training_snippet"], p["line_start"], p["line_end"] = _snippet(doc.get("text") or "", lo, hi)
-        p["repo"], p["path"] = doc.get("repo"), doc.get("path")
+        # a missing column reads as NaN: only strings name a place
+        p["repo"], p["path"] = (v if isinstance(v, str) else None for v in (doc.get("repo"), doc.get("path")))
     for h in hits:
         text = docs.get(h["doc_id"], {}).get("text") or ""
         h["before"] = text[max(0, h["start"] - 80) : h["start"]]
@@ -502,7 +514,10 @@ def _load_inputs(root: Path, summary):
         verdicts = [
             json.loads(line) for line in (root / LLM_VERDICTS).read_text().splitlines() if line.strip()
         ]
-    hits = []
+    hits, behaviour_hits = [], []
+    if (root / BEHAVIOUR_HITS).is_file():
+        with open(root / BEHAVIOUR_HITS) as f:
+            behaviour_hits = [json.loads(line) for line in f if line.strip()]
     if (root / NGRAM_HITS).is_file():
         with open(root / NGRAM_HITS) as f:
             hits = [json.loads(line) for line in f if line.strip()]
@@ -512,7 +527,7 @@ def _load_inputs(root: Path, summary):
         bench_items = {it.id: it for group in groups for it in group}
     except (FileNotFoundError, ValueError):
         pass  # solutions are then shown by id only
-    return items, units, scores, hits, bench_items, verdicts
+    return items, units, scores, hits, bench_items, verdicts, behaviour_hits
 
 
 def write_decontam_report(
@@ -540,10 +555,11 @@ def write_decontam_report(
     summary = json.loads(summary_path.read_text())
     out = Path(output_dir) if output_dir else root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    items, units, scores, hits, bench_items, verdicts = _load_inputs(root, summary)
+    items, units, scores, hits, bench_items, verdicts, behaviour_hits = _load_inputs(root, summary)
     removed = _removed_rows(scores, summary)
     pairs = _pairs(items, removed, summary)
     _attach_verdicts(pairs, verdicts)
+    _attach_behaviour(pairs, behaviour_hits)
     hits = hits[:max_hits]
     docs = _read_docs(
         summary.get("input_dir", ""), {p["doc_id"] for p in pairs} | {h["doc_id"] for h in hits}
@@ -559,6 +575,7 @@ def write_decontam_report(
         "pairs": pairs,
         "not_ast_checked": unparsed,
         "llm_verdicts": verdicts,
+        "behaviour_hits": behaviour_hits,
         "ngram_hits": hits,
         "ngram_hits_total": len(hits),
     }
@@ -608,6 +625,7 @@ def _markdown(report) -> str:
             f"| `{r['doc_id']}` | {r['item_id'] or ''} | {num(r['ast'])} | {num(r['emb'])} | "
             f"{', '.join(r['removed_at'])} |"
         )
+    lines += _markdown_behaviour(report)
     lines += ["", f"13-gram evidence spans: {report['ngram_hits_total']} (all in `{NGRAM_HITS}`).", ""]
     return "\n".join(lines) + "\n"
 
@@ -698,6 +716,39 @@ def _html_removed(report) -> list[str]:
     return parts
 
 
+def _markdown_behaviour(report) -> list[str]:
+    hits, cost = report.get("behaviour_hits") or [], report["summary"].get("behaviour")
+    if cost is None:
+        return []
+    lines = ["", "## Behavioural hits (a training function passes an item's own tests)", "",
+             f"{len(hits)} hits; {cost['shortlisted']} pairs shortlisted at AST floor {num(cost['floor'])}, "
+             f"{cost['executions']} sandbox executions ({cost['cached']} verdicts from the cache).", "",
+             "| item | doc | unit | lines | tests passed | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for h in hits:
+        lines.append(f"| {h['item_id']} | `{h['doc_id']}` | {h['unit']} | {h['lineno']}-{h['end_lineno']} | "
+                     f"{h['tests_passed']} asserts | {h['verdict_mode']} |")  # fmt: skip
+    return lines
+
+
+def _html_behaviour(report) -> list[str]:
+    cost = report["summary"].get("behaviour")
+    if cost is None:
+        return []
+    rows = [
+        [_td(h["item_id"], True), _td(h["doc_id"], True), _td(h["unit"], True),
+         _td(f"{h['lineno']}-{h['end_lineno']}"), _td(h["tests_passed"]), _td(h["ast_rate"]),
+         _td(h["verdict_mode"] or "", True), _td("yes" if h["cached"] else "no", True)]
+        for h in report["behaviour_hits"]
+    ]  # fmt: skip
+    return [
+        f"<h2>Behavioural hits</h2><p>Training functions that pass a benchmark item's own tests in the "
+        f"sandbox: {len(rows)} hits; {cost['shortlisted']} pairs shortlisted (AST floor {num(cost['floor'])}), "
+        f"{cost['executions']} executions, {cost['cached']} verdicts from the cache.</p>",
+        _table(["item", "doc id", "unit", "lines", "tests passed", "AST rate", "verdict", "cached"], rows,
+               "behaviour"),
+    ]  # fmt: skip
+
+
 def _html_pairs(report) -> list[str]:
     e = html.escape
     rows = [
@@ -786,6 +837,6 @@ def _html(report, plots) -> str:
         f"<h3>{html.escape(n)}</h3><img alt='histograms {html.escape(n)}' src='data:image/png;base64,{p}'>"
         for n, p in plots.items()
     ]
-    parts += _html_removed(report) + _html_pairs(report) + _html_verdicts(report) + _html_hits(report)
+    parts += _html_removed(report) + _html_pairs(report) + _html_behaviour(report) + _html_verdicts(report) + _html_hits(report)
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)
