@@ -661,6 +661,28 @@ class CheckStats:
     wall_s: float = 0.0
 
 
+def read_verdicts(path: str | os.PathLike) -> dict[str, dict]:
+    """The verdicts of a cache file by key ({} when there is none); a line cut by a kill is skipped (that
+    verdict is simply decided again).
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "v.jsonl"
+    >>> _ = path.write_text('{"key": "a", "passed": true}\\n{"key": "b", "pas')
+    >>> list(read_verdicts(path))
+    ['a']
+    """
+    cache: dict[str, dict] = {}
+    if not Path(path).is_file():
+        return cache
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+                cache[row["key"]] = row
+            except (ValueError, KeyError, TypeError):
+                continue
+    return cache
+
+
 class BehaviourChecker:
     """Run benchmark items' tests against shortlisted candidates in the sandbox, with a verdict cache.
 
@@ -672,6 +694,7 @@ class BehaviourChecker:
         timeout_s, memory_mb, max_procs: the sandbox's limits per run.
         workers: concurrent sandbox runs.
         sandbox: an existing :class:`curate.sandbox.Sandbox` (its limits then apply).
+        read_also: other verdict files read at start, never written (other tasks' caches).
 
     Example:
         >>> import tempfile
@@ -697,6 +720,7 @@ class BehaviourChecker:
         workers: int = 2,
         sandbox: Any = None,
         max_batch_bytes: int = 300_000,
+        read_also: Sequence[str | os.PathLike] = (),
     ):
         self.cache_path = Path(cache_path) if cache_path else None
         self.batch_size = max(1, int(batch_size))
@@ -708,7 +732,9 @@ class BehaviourChecker:
 
             sandbox = Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, max_procs=max_procs)
         self.sandbox = sandbox
-        self.cache = self._read_cache()
+        self.cache: dict[str, dict] = {}
+        for path in [*read_also, *([self.cache_path] if self.cache_path else [])]:
+            self.cache.update(read_verdicts(path))
         self.stats = CheckStats()
 
     def __enter__(self) -> BehaviourChecker:
@@ -720,19 +746,6 @@ class BehaviourChecker:
     def close(self) -> None:
         if self._own:
             self.sandbox.close()
-
-    def _read_cache(self) -> dict[str, dict]:
-        cache: dict[str, dict] = {}
-        if self.cache_path is None or not self.cache_path.is_file():
-            return cache
-        with open(self.cache_path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                    cache[row["key"]] = row
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut by a kill: that verdict is simply decided again
-        return cache
 
     def _remember(self, rows: list[dict]) -> None:
         for row in rows:
@@ -914,6 +927,57 @@ class BehaviourResult:
     skipped_items: list[str] = field(default_factory=list)
     weak_items: dict[str, str] = field(default_factory=dict)  # item -> generic baseline passing its tests
     calibration_executions: int = 0  # runs spent finding the weak items (once per benchmark: cached)
+    hit_units: list[int] = field(default_factory=list)  # each hit's unit in the UnitTable
+
+
+@dataclass
+class PreparedBenchmark:
+    """One benchmark ready for the behavioural check: its index restricted to the items a generic
+    one-liner does not pass (``strong``: positions in ``index.items_``), the weak items, the cost."""
+
+    index: BehaviourIndex
+    strong: list[int]
+    n_items: int
+    weak_items: dict[str, str]
+    calibration_executions: int
+
+
+def prepare_benchmark(items: Sequence[BenchmarkItem], checker: BehaviourChecker, floor: float) -> PreparedBenchmark:
+    """Index ``items`` and find its weak items (:func:`weak_items`; once per benchmark, then cached)."""
+    index = BehaviourIndex(floor=floor).fit(items)
+    before = checker.stats.executions
+    weak = weak_items(index, checker)
+    strong = [i for i, spec in enumerate(index.items_) if spec.id not in weak]
+    return PreparedBenchmark(index, strong, len(items), weak, checker.stats.executions - before)
+
+
+def behaviour_hits(
+    table, cands: BehaviourCandidates, bench: PreparedBenchmark, checker: BehaviourChecker
+) -> BehaviourResult:
+    """Shortlist ``cands`` (units of ``table``, a :class:`decontam.prune.UnitTable`) for the benchmark's
+    strong items, run them and collect the passes with their evidence."""
+    index = bench.index
+    shortlist = [(bench.strong[i], c, r) for i, c, r in index.subset(bench.strong).shortlist(cands.candidates)]
+    pairs = [(index.items_[i], cands.candidates[c]) for i, c, _ in shortlist]
+    verdicts = checker.check(pairs, cands.contexts)
+    doc_hit = np.zeros(len(table.doc_ids), dtype=bool)
+    item_hit = np.zeros(bench.n_items, dtype=bool)
+    hits, hit_units = [], []
+    for (i, c, rate), verdict in zip(shortlist, verdicts, strict=True):
+        if not verdict["passed"]:
+            continue
+        spec, cand = index.items_[i], cands.candidates[c]
+        doc_hit[cand.doc] = True
+        item_hit[index.item_index_[i]] = True
+        hits.append({
+            "benchmark": spec.benchmark, "item_id": spec.id, "doc_id": cand.doc_id, "unit": cand.name,
+            "lineno": cand.lineno, "end_lineno": cand.end_lineno, "tests_passed": spec.n_asserts,
+            "entry_point": spec.entry, "ast_rate": round(rate, 4), "verdict_mode": verdict["verdict_mode"],
+            "cached": verdict["cached"],
+        })  # fmt: skip
+        hit_units.append(cand.unit)
+    return BehaviourResult(doc_hit, item_hit, hits, len(shortlist), index.skipped_, bench.weak_items,
+                           bench.calibration_executions, hit_units)  # fmt: skip
 
 
 def score_behaviour(
@@ -930,27 +994,4 @@ def score_behaviour(
     benchmarks share one corpus (they are cut once). Items whose tests a generic one-liner passes
     (:func:`weak_items`) are left out and listed."""
     cands = candidates if candidates is not None else corpus_candidates(table, texts_by_id)
-    index = BehaviourIndex(floor=floor).fit(items)
-    before = checker.stats.executions
-    weak = weak_items(index, checker)
-    calibration = checker.stats.executions - before
-    strong = [i for i, spec in enumerate(index.items_) if spec.id not in weak]
-    shortlist = [(strong[i], c, r) for i, c, r in index.subset(strong).shortlist(cands.candidates)]
-    pairs = [(index.items_[i], cands.candidates[c]) for i, c, _ in shortlist]
-    verdicts = checker.check(pairs, cands.contexts)
-    doc_hit = np.zeros(len(table.doc_ids), dtype=bool)
-    item_hit = np.zeros(len(items), dtype=bool)
-    hits = []
-    for (i, c, rate), verdict in zip(shortlist, verdicts, strict=True):
-        if not verdict["passed"]:
-            continue
-        spec, cand = index.items_[i], cands.candidates[c]
-        doc_hit[cand.doc] = True
-        item_hit[index.item_index_[i]] = True
-        hits.append({
-            "benchmark": spec.benchmark, "item_id": spec.id, "doc_id": cand.doc_id, "unit": cand.name,
-            "lineno": cand.lineno, "end_lineno": cand.end_lineno, "tests_passed": spec.n_asserts,
-            "entry_point": spec.entry, "ast_rate": round(rate, 4), "verdict_mode": verdict["verdict_mode"],
-            "cached": verdict["cached"],
-        })  # fmt: skip
-    return BehaviourResult(doc_hit, item_hit, hits, len(shortlist), index.skipped_, weak, calibration)
+    return behaviour_hits(table, cands, prepare_benchmark(items, checker, floor), checker)

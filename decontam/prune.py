@@ -489,6 +489,20 @@ def write_score_tables(
 # ---------------------------------------------------------------------------------------------------
 # decisions
 # ---------------------------------------------------------------------------------------------------
+def check_behaviour_options(options: dict[str, Any] | None) -> None:
+    """Raise, naming it, on an option the behavioural measure does not know (before any work).
+
+    Example:
+        >>> check_behaviour_options({"flor": 0.5})
+        Traceback (most recent call last):
+        ...
+        ValueError: behaviour: unknown option(s) ['flor']; known: ['batch_size', 'floor', 'max_batch_bytes', 'max_procs', 'memory_mb', 'timeout_s', 'workers']
+    """
+    unknown = sorted(set(options or {}) - BEHAVIOUR_OPTIONS)
+    if unknown:
+        raise ValueError(f"behaviour: unknown option(s) {unknown}; known: {sorted(BEHAVIOUR_OPTIONS)}")
+
+
 def parse_rule(rule: str) -> list[list[str]]:
     """A rule as OR-of-AND terms over the measures ``ast``, ``embedding``, ``llm`` and ``behaviour``.
 
@@ -740,9 +754,7 @@ def prune_shards(
     Returns the summary also written to ``decontam.json``.
     """
     used = rule_measures(rule)  # raises on an unknown rule, before any work
-    unknown = sorted(set(behaviour or {}) - BEHAVIOUR_OPTIONS)
-    if unknown:
-        raise ValueError(f"behaviour: unknown option(s) {unknown}; known: {sorted(BEHAVIOUR_OPTIONS)}")
+    check_behaviour_options(behaviour)
     if embedding_view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
     if embedding_threshold is None:

@@ -109,6 +109,10 @@ def decontam_audit(
     :mod:`decontam.prune`), the report in ``output_dir/report/``; the report is written last, from the
     reduce's tables, and a report error is recorded (``report_error``) without discarding them.
     When no MBPP file is given (``mbpp_path`` or ``$TEXTBOOKS_MBPP_PATH``) MBPP is skipped with a note.
+    A rule naming ``behaviour`` (``ast|behaviour``) runs :class:`decontam.score.BehaviourMeasure` in the
+    scoring tasks with the ``behaviour`` options (``floor``, ``batch_size``, ``timeout_s``...; unknown
+    ones fail before work); hits with their evidence go to ``behaviour_hits.jsonl``, verdicts are cached
+    under ``behaviour_cache/``.
 
     Example (recipe stage)::
 
@@ -121,6 +125,7 @@ def decontam_audit(
         EMBEDDING_VIEWS,
         LLM_FLOOR,
         VIEW_THRESHOLDS,
+        check_behaviour_options,
         remove_stale_tau_dirs,
         rule_measures,
     )
@@ -132,6 +137,7 @@ def decontam_audit(
             benchmarks = [b for b in benchmarks if b != "mbpp"]
             notes.append("mbpp skipped: no mbpp_path given and $TEXTBOOKS_MBPP_PATH unset")
     used = rule_measures(rule)  # raises on an unknown rule, before any work
+    check_behaviour_options(behaviour)
     if embedding_view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
     if not embeddings and "embedding" in used:
@@ -145,6 +151,7 @@ def decontam_audit(
         input_dir, output_dir, spec, taus, rule, threshold, floor, embeddings=embeddings, embedder=embedder,
         embedding_view=embedding_view, ngram=ngram, write_shards=write_shards, min_nodes=min_nodes, llm=llm,
         llm_k=llm_k, executor=executor or {"type": "local", "tasks": workers, "workers": workers},
+        behaviour=dict(behaviour or {}) if "behaviour" in used else None,
     )  # fmt: skip
     if reduced.get("submitted"):
         return {"output_dir": str(output_dir), **reduced, "notes": notes}
@@ -160,6 +167,10 @@ def decontam_audit(
         summary["timings"]["embeddings"] = {"view": embedding_view, **reduced["embeddings"]}
     if ngram:
         summary["ngram"] = ngram_summary(reduced["bench_items"], reduced["ngram"])
+    if "behaviour" in reduced:  # the cost, summed over the score shards of this run
+        cost = reduced["behaviour"]
+        per_1000 = 1000 * (cost["executions"] - cost["calibration_executions"]) / max(summary["docs"], 1)
+        summary["behaviour"] = {**cost, "executions_per_1000_docs": round(per_1000, 2)}
     summary["notes"] = notes
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     report = safe_report(out, summary)

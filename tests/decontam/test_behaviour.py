@@ -27,6 +27,7 @@ from decontam.behaviour import (
     signature_of,
 )
 from decontam.eval_sets import BenchmarkItem, load_benchmark
+from decontam.score import BEHAVIOUR_CACHE
 from decontam.semantic import SEMANTIC_EDITS, semantic_rewrite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,53 +138,78 @@ def _planted(n_items: int, stdlib_files) -> list[tuple[str, str, str]]:
 
 
 def test_audit_rule_ast_or_behaviour_finds_semantic_rewrites_and_reruns_nothing(tmp_path, write_shards, stdlib_files):
-    from decontam.prune import prune_shards
-    from decontam.report import write_decontam_report
+    """Through the stages (decontam_audit): score tasks run the measure, the reduce decides, prune removes."""
+    import pandas as pd
+
+    from decontam.report import decontam_audit
 
     docs = _planted(6, stdlib_files)
     semantic = {doc_id for doc_id, _, tier in docs if tier == "semantic"}
     shards = write_shards(tmp_path / "in", [(doc_id, text) for doc_id, text, _ in docs])
-    kwargs = dict(benchmarks={"humaneval": {}}, taus=[0.9], embeddings=False, write_shards=True,
-                  behaviour={"floor": 0.3})  # fmt: skip
-    first = prune_shards(shards, tmp_path / "out", rule="ast|behaviour", **kwargs)
-    hits = [json.loads(x) for x in (tmp_path / "out" / BEHAVIOUR_HITS).read_text().splitlines()]
+    out = tmp_path / "out"
+    kwargs = dict(benchmarks={"humaneval": {}}, taus=[0.9], embeddings=False, behaviour={"floor": 0.3})
+
+    def audit(rule, workers):
+        decontam_audit(str(shards), str(out), rule=rule, workers=workers, **kwargs)
+        return json.loads((out / "decontam.json").read_text())
+
+    first = audit("ast|behaviour", 2)
+    hits = [json.loads(x) for x in (out / BEHAVIOUR_HITS).read_text().splitlines()]
     found = {h["doc_id"] for h in hits}
     assert semantic <= found
-    assert first["behaviour"]["executions"] > 0
+    assert first["behaviour"]["executions"] > 0 and first["behaviour"]["hits"] == len(hits)
     for h in hits:
         assert h["tests_passed"] > 0 and h["lineno"] <= h["end_lineno"] and h["item_id"].startswith("HumanEval/")
-    import pandas as pd
-
-    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores[scores["beh_hit_humaneval"]]["id"]) == found
-    split = json.loads((tmp_path / "out" / "split.json").read_text())
+    split = json.loads((out / "split.json").read_text())
     assert "behaviour" in split["measures"]
-    removed = (tmp_path / "out" / "tau_0.9" / "excluded" / "decontam").rglob("*.parquet")
-    assert any(removed)
-    report = write_decontam_report(tmp_path / "out")
-    html = Path(report["html"]).read_text()
+    assert {h["item_id"] for h in hits} <= set(split["benchmarks"]["humaneval"]["taus"]["0.9"]["similar"])
+    excluded = pd.concat(pd.read_parquet(f) for f in (out / "tau_0.9" / "excluded" / "decontam").rglob("*.parquet"))
+    assert semantic <= set(excluded["id"])
+    assert any("behaviour" in r for r in first["taus"]["0.9"]["reasons"])
+    html = Path(out / "report" / "report.html").read_text()
     assert "Behavioural hits" in html and sorted(semantic)[0] in html
-    # the rerun decides everything from the verdict cache: 0 executions, same hits
-    rerun = prune_shards(shards, tmp_path / "out", rule="ast|behaviour", **kwargs)
+    # one task instead of two re-scores every file: all verdicts come from the tasks' caches
+    rerun = audit("ast|behaviour", 1)
+    assert rerun["timings"]["score_tasks_reused"] == 0
     assert rerun["behaviour"]["executions"] == 0
     assert rerun["behaviour"]["calibration_executions"] == 0 and first["behaviour"]["calibration_executions"] > 0
     assert rerun["behaviour"]["cached"] >= first["behaviour"]["shortlisted"] > 0
-    assert rerun["taus"] == first["taus"]
+    assert rerun["taus"]["0.9"]["removed_docs"] == first["taus"]["0.9"]["removed_docs"]
     # & combines as for the other measures: ast&behaviour removes no more than either alone
-    both = prune_shards(shards, tmp_path / "out", rule="ast&behaviour", **kwargs)
+    both = audit("ast&behaviour", 1)
     assert both["taus"]["0.9"]["removed_docs"] <= first["taus"]["0.9"]["removed_docs"]
     assert both["behaviour"]["executions"] == 0
-    assert (tmp_path / "out" / BEHAVIOUR_VERDICTS).is_file()
+    assert any((out / BEHAVIOUR_CACHE).glob("*.jsonl"))
 
 
 def test_behaviour_rule_is_validated_before_work(tmp_path):
     from decontam.prune import parse_rule, prune_shards
+    from decontam.report import decontam_audit
 
     assert parse_rule("ast|behaviour") == [["ast"], ["behaviour"]]
-    with pytest.raises(ValueError, match="rule"):
-        prune_shards(tmp_path / "missing", tmp_path / "out", rule="ast|behavior")
-    with pytest.raises(ValueError, match="flor"):
-        prune_shards(tmp_path / "missing", tmp_path / "out", rule="ast|behaviour", behaviour={"flor": 0.5})
+    for run in (prune_shards, decontam_audit):
+        with pytest.raises(ValueError, match="rule"):
+            run(str(tmp_path / "missing"), str(tmp_path / "out"), rule="ast|behavior")
+        with pytest.raises(ValueError, match="flor"):
+            run(str(tmp_path / "missing"), str(tmp_path / "out"), rule="ast|behaviour", behaviour={"flor": 0.5})
+
+
+def test_prune_shards_keeps_the_behaviour_rule(tmp_path, write_shards, stdlib_files):
+    """The single-process path (the stages' reference) runs the same measure, with its own cache file."""
+    from decontam.prune import prune_shards
+
+    docs = _planted(2, stdlib_files)
+    shards = write_shards(tmp_path / "in", [(doc_id, text) for doc_id, text, _ in docs])
+    kwargs = dict(benchmarks={"humaneval": {}}, taus=[0.9], embeddings=False, write_shards=False,
+                  behaviour={"floor": 0.3})  # fmt: skip
+    first = prune_shards(shards, tmp_path / "out", rule="ast|behaviour", **kwargs)
+    found = {json.loads(x)["doc_id"] for x in (tmp_path / "out" / BEHAVIOUR_HITS).read_text().splitlines()}
+    assert {d for d, _, tier in docs if tier == "semantic"} <= found
+    rerun = prune_shards(shards, tmp_path / "out", rule="ast|behaviour", **kwargs)
+    assert rerun["behaviour"]["executions"] == 0 < first["behaviour"]["executions"]
+    assert (tmp_path / "out" / BEHAVIOUR_VERDICTS).is_file()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -313,13 +339,13 @@ def test_semantic_recall_and_clean_fp_on_the_planted_corpus(tmp_path, write_shar
     sample: benchmarks/bench_decontam_behaviour.py), at the default floor."""
     from planted_corpus import build_corpus
 
-    from decontam.prune import prune_shards
+    from decontam.report import decontam_audit
 
     benches = {"humaneval": load_benchmark("humaneval"), "mbpp": load_benchmark("mbpp", path=mbpp_path)}
     docs = build_corpus(benches, n_clean=400, semantic=True, planted=False)
     shards = write_shards(tmp_path / "in", [(d.id, d.text) for d in docs])
-    prune_shards(shards, tmp_path / "out", benchmarks={"humaneval": {}, "mbpp": {"path": str(mbpp_path)}},
-                 taus=[0.9], rule="ast|behaviour", embeddings=False, write_shards=False)  # fmt: skip
+    decontam_audit(str(shards), str(tmp_path / "out"), benchmarks={"humaneval": {}, "mbpp": {"path": str(mbpp_path)}},
+                   taus=[0.9], rule="ast|behaviour", embeddings=False, write_shards=False)  # fmt: skip
     import pandas as pd
 
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
