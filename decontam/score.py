@@ -6,13 +6,15 @@ in small batches and writes one *score shard* per input file::
 
     OUT/score_shards/<file key>/docs.parquet     one row per document: id, row, n_units, parse_error,
                                                  ast_max_<b>, ast_item_<b>, ast_unit_<b>,
-                                                 [emb_min_<b>, emb_item_<b>,] ngram_hits
+                                                 [emb_min_<b>, emb_item_<b>,] [beh_hit_<b>,] ngram_hits
                                 units.parquet    one row per unit: id, unit, kind, lineno, end_lineno,
                                                  n_nodes, ast_max_<b>, ast_item_<b>
                                 candidates.parquet  per benchmark item, the task's best units/documents
                                                  (what the reduce merges into items.parquet and the
                                                  LLM judge's shortlist)
                                 ngram.jsonl      13-gram evidence spans
+                                behaviour.jsonl  behavioural hits with their evidence (rule naming
+                                                 ``behaviour``; verdicts cached in OUT/behaviour_cache/)
                                 stats.json       pairs compared, items not indexed
 
 Memory per task is the benchmark index plus one batch: it does not grow with the corpus. The reduce
