@@ -11,7 +11,11 @@
 * rephrased: up to three edits drawn from those and two more (:data:`decontam.mutate.FURTHER_EDITS`:
   a statement, compound ones too, moved past every statement it does not depend on; a call,
   operation, comparison or index hoisted into a temporary), then renamed: rewrites the statement
-  normal form of ``decontam/canonical.py`` was not shaped around.
+  normal form of ``decontam/canonical.py`` was not shaped around;
+* semantic (``semantic=True`` only): renamed, then up to three behaviour-keeping rewrites
+  (:func:`decontam.semantic.semantic_rewrite`: ``for`` -> ``while``, branches swapped under ``not``,
+  comprehension <-> loop, helper extracted or inlined, arguments passed by keyword in reverse order, a
+  line added): the shape is gone, the behaviour is not (issue 26).
 
 Used by ``benchmarks/bench_decontam_planted.py`` and the decontam tests.
 
@@ -32,14 +36,16 @@ from decontam.eval_sets import BenchmarkItem, load_benchmark
 from decontam.mutate import FURTHER_EDITS, LIGHT_EDITS, disguise, light_edit
 
 TIERS = ("renamed", "buried", "edited", "rephrased")
+SEMANTIC_TIER = "semantic"
 
 
 @dataclass
 class PlantedDoc:
     id: str
     text: str
-    tier: str  # clean | renamed | buried | edited | rephrased
+    tier: str  # clean | renamed | buried | edited | rephrased | semantic
     item_id: str | None = None
+    edits: tuple[str, ...] = ()
 
 
 def _python_files(root: Path, exclude: tuple[str, ...]) -> list[Path]:
@@ -97,8 +103,11 @@ def build_corpus(
     n_clean: int = 600,
     seed: int = 0,
     mbpp_path: str | None = None,
+    semantic: bool = False,
+    planted: bool = True,
 ) -> list[PlantedDoc]:
-    """Clean files plus the three planted tiers of every benchmark item (see the module docstring)."""
+    """Clean files plus the planted tiers of every benchmark item (see the module docstring);
+    ``semantic`` adds the semantic tier, ``planted=False`` leaves out the four surface tiers."""
     if benchmarks is None:
         benchmarks = {
             "humaneval": load_benchmark("humaneval"),
@@ -127,12 +136,29 @@ def build_corpus(
                 rephrased = disguise(rephrased, seed=k + 2, strip_annotations=True)
             except SyntaxError:
                 continue
-            docs.append(PlantedDoc(f"renamed/{item.id}", "import os\n\n" + renamed, "renamed", item.id))
-            docs.append(
-                PlantedDoc(f"buried/{item.id}", _bury(renamed, hosts[k % len(hosts)]), "buried", item.id)
-            )
+            if planted:
+                docs.append(PlantedDoc(f"renamed/{item.id}", "import os\n\n" + renamed, "renamed", item.id))
+                docs.append(
+                    PlantedDoc(f"buried/{item.id}", _bury(renamed, hosts[k % len(hosts)]), "buried", item.id)
+                )
+            if semantic:
+                docs += _semantic_doc(item, k)
+            if not planted:
+                continue
             if done:
                 docs.append(PlantedDoc(f"edited/{item.id}", edited, "edited", item.id))
             if redone:
                 docs.append(PlantedDoc(f"rephrased/{item.id}", rephrased, "rephrased", item.id))
     return docs
+
+
+def _semantic_doc(item: BenchmarkItem, k: int) -> list[PlantedDoc]:
+    """The item's solution after up to three semantic rewrites, renamed (none when no rewrite fits)."""
+    from decontam.semantic import semantic_rewrite
+
+    # renamed first: the rewrite then passes keywords under the names the parameters finally have
+    renamed = disguise(item.solution, seed=k + 3, strip_annotations=True)
+    text, edits = semantic_rewrite(renamed, seed=k, n_edits=3)
+    if not edits:
+        return []
+    return [PlantedDoc(f"semantic/{item.id}", text, SEMANTIC_TIER, item.id, tuple(edits))]

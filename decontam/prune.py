@@ -8,7 +8,8 @@ maximum AST match rate against each benchmark and each document's minimum embedd
     OUTPUT/
       scores.parquet          one row per document: id, n_units, parse_error,
                               ast_max_<bench>, ast_item_<bench>, ast_unit_<bench>,
-                              emb_min_<bench>, emb_item_<bench>
+                              emb_min_<bench>, emb_item_<bench>, beh_hit_<bench> (rule using behaviour)
+      behaviour_hits.jsonl    behavioural hits with their evidence; behaviour_verdicts.jsonl: the cache
       units.parquet           one row per unit: id, unit, kind, lineno, end_lineno, ast_max_<bench>, ast_item_<bench>
       items.parquet           one row per benchmark item: benchmark, item_id, ast_max, ast_doc, ast_unit,
                               emb_min, emb_doc (nearest training document)
@@ -21,7 +22,9 @@ self-describing. A side table was chosen over new schema columns because the set
 
 Rules (``rule=``): a training document is *contaminated at tau* when, for some benchmark,
 ``ast``: its max unit AST match rate >= tau; ``embedding``: its min embedding distance <= threshold;
-``either`` (default): one of the two; ``both``: both. A benchmark item is *similar at tau* by the same
+``either`` (default): one of the two; ``both``: both; ``behaviour`` (:mod:`decontam.behaviour`): one of
+its function units passes an item's own tests in the sandbox (independent of tau, like the embedding);
+any ``|``/``&`` combination (``ast|behaviour``). A benchmark item is *similar at tau* by the same
 rule applied to its best training unit / nearest training document. The embedding test does not
 depend on tau. Removed documents go to ``tau_X/excluded/decontam/`` with ``filter_reason``
 ``contaminated_ast_X``, ``contaminated_embedding_X`` or ``contaminated_ast+embedding_X``.
@@ -49,12 +52,15 @@ from decontam.embedding import VECTORS_DIR
 from decontam.eval_sets import BenchmarkItem, load_benchmark
 
 DEFAULT_TAUS = (0.95, 0.9, 0.85, 0.8)
-MEASURES = ("ast", "embedding", "llm")
+MEASURES = ("ast", "embedding", "llm", "behaviour")
 _ALIASES = {"either": [["ast"], ["embedding"]], "both": [["ast", "embedding"]]}
 RULES = MEASURES + tuple(_ALIASES)  # single-measure rules; any | / & combination of MEASURES works too
-_NEEDS = {"ast": "always computed", "embedding": "embeddings=True", "llm": "an llm config"}
+_NEEDS = {"ast": "always computed", "embedding": "embeddings=True", "llm": "an llm config",
+          "behaviour": "a rule naming it"}  # fmt: skip
 SPLIT_VERSION = 1
 LLM_VERDICTS = "llm_verdicts.jsonl"
+BEHAVIOUR_OPTIONS = frozenset({"floor", "batch_size", "timeout_s", "memory_mb", "max_procs", "workers",
+                               "max_batch_bytes"})  # fmt: skip  (decontam.behaviour.BehaviourChecker's)
 LLM_FLOOR = 0.5  # AST rate from which a unit is an LLM-judge candidate
 DEFAULT_EMBEDDING_THRESHOLD = 0.3
 EMBEDDING_VIEWS = ("document", "normalised_units")
@@ -204,6 +210,8 @@ class BenchmarkScores:
     emb_item_doc: np.ndarray | None = None  # (n_items, k)
     llm_doc_hit: np.ndarray | None = None  # (n_docs,) the LLM judged the document a rephrased item
     llm_item_hit: np.ndarray | None = None  # (n_items,)
+    beh_doc_hit: np.ndarray | None = None  # (n_docs,) a unit passed an item's own tests (decontam.behaviour)
+    beh_item_hit: np.ndarray | None = None  # (n_items,)
     unparseable_items: list[str] = field(default_factory=list)
     too_small_items: list[str] = field(default_factory=list)
     pairs_compared: int = 0
@@ -442,6 +450,8 @@ def write_score_tables(
         docs[f"ast_unit_{name}"] = pa.array(np.append(names, None)[s.doc_unit].tolist(), pa.string())
         units[f"ast_max_{name}"] = pa.array(s.unit_score, pa.float32())
         units[f"ast_item_{name}"] = pa.array(ids[s.unit_item].tolist(), pa.string())
+        if s.beh_doc_hit is not None:  # a unit passed one of the benchmark's items' tests
+            docs[f"beh_hit_{name}"] = pa.array(s.beh_doc_hit, pa.bool_())
         if s.emb_doc_dist is not None:
             docs[f"emb_min_{name}"] = pa.array(s.emb_doc_dist, pa.float32())
             docs[f"emb_item_{name}"] = pa.array(ids[s.emb_doc_item].tolist(), pa.string())
@@ -480,14 +490,28 @@ def write_score_tables(
 # ---------------------------------------------------------------------------------------------------
 # decisions
 # ---------------------------------------------------------------------------------------------------
+def check_behaviour_options(options: dict[str, Any] | None) -> None:
+    """Raise, naming it, on an option the behavioural measure does not know (before any work).
+
+    Example:
+        >>> check_behaviour_options({"flor": 0.5})
+        Traceback (most recent call last):
+        ...
+        ValueError: behaviour: unknown option(s) ['flor']; known: ['batch_size', 'floor', 'max_batch_bytes', 'max_procs', 'memory_mb', 'timeout_s', 'workers']
+    """
+    unknown = sorted(set(options or {}) - BEHAVIOUR_OPTIONS)
+    if unknown:
+        raise ValueError(f"behaviour: unknown option(s) {unknown}; known: {sorted(BEHAVIOUR_OPTIONS)}")
+
+
 def parse_rule(rule: str) -> list[list[str]]:
-    """A rule as OR-of-AND terms over the measures ``ast``, ``embedding`` and ``llm``.
+    """A rule as OR-of-AND terms over the measures ``ast``, ``embedding``, ``llm`` and ``behaviour``.
 
     ``either`` means ``ast|embedding`` and ``both`` ``ast&embedding``; ``&`` binds tighter than ``|``.
 
     Example:
-        >>> parse_rule("either|llm"), parse_rule("ast&llm|embedding")
-        ([['ast'], ['embedding'], ['llm']], [['ast', 'llm'], ['embedding']])
+        >>> parse_rule("either|llm"), parse_rule("ast&llm|embedding"), parse_rule("ast|behaviour")
+        ([['ast'], ['embedding'], ['llm']], [['ast', 'llm'], ['embedding']], [['ast'], ['behaviour']])
     """
     terms: list[list[str]] = []
     for term in str(rule).replace(" ", "").split("|"):
@@ -526,6 +550,7 @@ def _doc_hits(s: BenchmarkScores, tau: float, threshold: float) -> dict[str, np.
         "ast": s.doc_score >= tau,
         "embedding": s.emb_doc_dist <= threshold if s.emb_doc_dist is not None else None,
         "llm": s.llm_doc_hit,
+        "behaviour": s.beh_doc_hit,
     }
 
 
@@ -551,7 +576,8 @@ def similar_items(s: BenchmarkScores, tau: float, rule: str, threshold: float) -
         emb_hit = (
             s.emb_item_dist[:, 0] <= threshold if s.emb_item_dist.shape[1] else np.zeros(len(s.items), bool)
         )
-    return _combine({"ast": s.item_score >= tau, "embedding": emb_hit, "llm": s.llm_item_hit}, rule)
+    hits = {"ast": s.item_score >= tau, "embedding": emb_hit, "llm": s.llm_item_hit, "behaviour": s.beh_item_hit}
+    return _combine(hits, rule)
 
 
 def build_split(
@@ -565,7 +591,8 @@ def build_split(
         "embedding_threshold": threshold,
         # the measures actually computed (rule "either" without embeddings is AST-only)
         "measures": (["ast", "embedding"] if with_emb else ["ast"])
-        + (["llm"] if any(s.llm_doc_hit is not None for s in scores.values()) else []),
+        + (["llm"] if any(s.llm_doc_hit is not None for s in scores.values()) else [])
+        + (["behaviour"] if any(s.beh_doc_hit is not None for s in scores.values()) else []),
         "benchmarks": {},
     }
     for name, s in scores.items():
@@ -589,6 +616,8 @@ def _doc_metadata(scores: dict[str, BenchmarkScores], row: int) -> dict[str, Any
         meta["ast_max"][name] = round(float(s.doc_score[row]), 4)
         item = int(s.doc_item[row])
         meta["ast_item"][name] = s.items[item].id if item >= 0 else None
+        if s.beh_doc_hit is not None:
+            meta.setdefault("behaviour", {})[name] = bool(s.beh_doc_hit[row])
         if s.emb_doc_dist is not None:
             meta.setdefault("emb_min", {})[name] = round(float(s.emb_doc_dist[row]), 4)
             meta.setdefault("emb_item", {})[name] = s.items[int(s.emb_doc_item[row])].id
@@ -689,6 +718,7 @@ def prune_shards(
     llm: Any = None,
     llm_k: int = 3,
     embedding_view: str = "document",
+    behaviour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``input_dir`` once and write score tables, pruned shard sets, ``split.json`` and ``decontam.json``.
 
@@ -700,7 +730,7 @@ def prune_shards(
         taus: AST match-rate thresholds.
         rule: which measures remove a document: ``ast``, ``embedding``, ``llm``, ``either``
             (``ast|embedding``), ``both`` (``ast&embedding``) or any ``|``/``&`` combination such as
-            ``either|llm`` or ``ast&llm``.
+            ``either|llm``, ``ast&llm`` or ``ast|behaviour``.
         embedding_threshold: L2 distance (normalised vectors) at or under which a pair counts as similar
             (default per view: :data:`VIEW_THRESHOLDS`, 0.3 for ``document``, 0.15 for ``normalised_units``).
         embeddings: compute the embedding measure (needs the embedder; stored embeddings are reused).
@@ -717,10 +747,15 @@ def prune_shards(
         embedding_view: ``document`` (raw text of each document) or ``normalised_units`` (the normal
             form of each function unit; rephrase-robust). Vectors are kept under ``output_dir/vectors``
             and reused by the next audit.
+        behaviour: options of the behavioural measure (:mod:`decontam.behaviour`; run when the rule
+            names ``behaviour``): ``floor``, ``batch_size``, ``timeout_s``, ``memory_mb``, ``workers``.
+            Verdicts are cached in ``output_dir/behaviour_verdicts.jsonl``, hits with their evidence go
+            to ``behaviour_hits.jsonl``.
 
     Returns the summary also written to ``decontam.json``.
     """
     used = rule_measures(rule)  # raises on an unknown rule, before any work
+    check_behaviour_options(behaviour)
     if embedding_view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
     if embedding_threshold is None:
@@ -757,6 +792,11 @@ def prune_shards(
         with open(out / LLM_VERDICTS, "w") as f:
             f.writelines(json.dumps(v, sort_keys=True) + "\n" for v in verdicts)
         timings["llm_s"] = round(time.perf_counter() - t0, 3)
+    behaviour_stats = None
+    if "behaviour" in used:
+        t0 = time.perf_counter()
+        behaviour_stats = score_behaviour_measure(table, scores, input_dir, out, behaviour)
+        timings["behaviour_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     removed = {
         tau_key(t): contaminated_docs(scores, t, rule, embedding_threshold, len(table.doc_ids))[0]
@@ -782,9 +822,57 @@ def prune_shards(
         from decontam.llm_judge import judge_answer_counts
 
         summary["llm_answers"] = judge_answer_counts(verdicts)
+
+    if behaviour_stats is not None:
+        summary["behaviour"] = behaviour_stats
     summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
+
+
+def score_behaviour_measure(
+    table: UnitTable,
+    scores: dict[str, BenchmarkScores],
+    input_dir: str | os.PathLike,
+    out: Path,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fill ``beh_doc_hit``/``beh_item_hit`` of every benchmark (:mod:`decontam.behaviour`), write the
+    hits with their evidence to ``out/behaviour_hits.jsonl``; returns the cost (executions, pairs,
+    cached verdicts, wall time). Verdicts are cached in ``out/behaviour_verdicts.jsonl``."""
+    from decontam.behaviour import (
+        BEHAVIOUR_HITS,
+        BEHAVIOUR_VERDICTS,
+        DEFAULT_FLOOR,
+        BehaviourChecker,
+        corpus_candidates,
+        score_behaviour,
+    )
+
+    opts = dict(options or {})
+    floor = float(opts.pop("floor", DEFAULT_FLOOR))
+    texts_by_id: dict[str, str] = {}
+    for ids, texts in iter_id_text(input_dir):
+        texts_by_id.update(zip(ids, texts, strict=True))
+    cands = corpus_candidates(table, texts_by_id)
+    hits, shortlisted, skipped, weak, calibration = [], 0, {}, {}, 0
+    with BehaviourChecker(out / BEHAVIOUR_VERDICTS, **opts) as checker:
+        for name, s in scores.items():
+            res = score_behaviour(table, texts_by_id, s.items, checker, floor, cands)
+            s.beh_doc_hit, s.beh_item_hit = res.doc_hit, res.item_hit
+            hits += res.hits
+            shortlisted += res.shortlisted
+            skipped[name] = res.skipped_items
+            weak[name] = res.weak_items
+            calibration += res.calibration_executions
+    with open(out / BEHAVIOUR_HITS, "w") as f:
+        f.writelines(json.dumps(h, sort_keys=True) + "\n" for h in hits)
+    st = checker.stats
+    return {"floor": floor, "candidates": len(cands.candidates), "shortlisted": shortlisted,
+            "executions": st.executions, "batch_runs": st.batch_runs, "single_runs": st.single_runs,
+            "cached": st.cached, "statuses": st.statuses, "hits": len(hits), "skipped_items": skipped, "weak_items": weak,
+            "calibration_executions": calibration,  # finding weak items: once per benchmark, then cached
+            "executions_per_1000_docs": round(1000 * (st.executions - calibration) / max(len(table.doc_ids), 1), 2)}  # fmt: skip
 
 
 def remove_stale_tau_dirs(out: Path, taus: Sequence[float]) -> list[str]:

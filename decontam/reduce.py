@@ -153,20 +153,24 @@ def judge_candidates(bench_items, merge: CandidateMerge, input_dir, llm, k: int)
     return verdicts
 
 
-def build_split_from_items(bench_items, items, taus, rule, threshold, llm_items, with_emb) -> dict[str, Any]:
+def build_split_from_items(
+    bench_items, items, taus, rule, threshold, llm_items, with_emb, beh_items=None
+) -> dict[str, Any]:
     """``split.json`` (the format of :func:`decontam.prune.build_split`) from the reduced item tables."""
     split: dict[str, Any] = {
         "version": SPLIT_VERSION,
         "rule": rule,
         "embedding_threshold": threshold,
         "measures": (["ast", "embedding"] if with_emb else ["ast"])
-        + (["llm"] if llm_items is not None else []),
+        + (["llm"] if llm_items is not None else [])
+        + (["behaviour"] if beh_items is not None else []),
         "benchmarks": {},
     }
     for name, group in bench_items.items():
         entry = {"checksum": group[0].checksum if group else "", "n_items": len(group), "taus": {}}
         for tau in taus:
             hits = _item_hits(group, items[name], tau, threshold, llm_items, name, with_emb)
+            hits["behaviour"] = _pairs_mask(group, name, beh_items)
             mask = _combine(hits, rule)
             entry["taus"][tau_key(tau)] = {
                 "similar": [it.id for it, m in zip(group, mask, strict=True) if m],
@@ -181,10 +185,13 @@ def _item_hits(group, tab, tau, threshold, llm_items, name, with_emb) -> dict[st
     if with_emb:
         dist = np.asarray([np.inf if e is None else e for e in tab["emb"]], dtype=np.float32)
         emb = dist <= threshold  # compared in float32, as the single-process audit compares
-    llm = None
-    if llm_items is not None:
-        llm = np.asarray([(name, it.id) in llm_items for it in group], dtype=bool)
+    llm = _pairs_mask(group, name, llm_items)
     return {"ast": np.asarray(tab["ast"], dtype=np.float32) >= tau, "embedding": emb, "llm": llm}
+
+
+def _pairs_mask(group, name: str, found: set | None) -> np.ndarray | None:
+    """Mask over a benchmark's items: ``(name, item id)`` in ``found`` (None: the measure did not run)."""
+    return None if found is None else np.asarray([(name, it.id) in found for it in group], dtype=bool)
 
 
 def doc_hits(docs, bench: str, tau: float, threshold: float, llm_docs) -> dict[str, np.ndarray | None]:
@@ -195,7 +202,10 @@ def doc_hits(docs, bench: str, tau: float, threshold: float, llm_docs) -> dict[s
         emb = np.asarray(docs.column(f"emb_min_{bench}").to_numpy(zero_copy_only=False)) <= threshold
     llm = None if llm_docs is None else np.asarray([(bench, i) in llm_docs for i in ids], dtype=bool)
     ast = np.asarray(docs.column(f"ast_max_{bench}").to_numpy(zero_copy_only=False)) >= tau
-    return {"ast": ast, "embedding": emb, "llm": llm}
+    beh = None
+    if f"beh_hit_{bench}" in docs.column_names:
+        beh = np.asarray(docs.column(f"beh_hit_{bench}").to_numpy(zero_copy_only=False), dtype=bool)
+    return {"ast": ast, "embedding": emb, "llm": llm, "behaviour": beh}
 
 
 def shard_decisions(docs, benches, taus, rule, threshold, llm_docs):
@@ -234,6 +244,8 @@ def row_scores(docs, benches) -> list[str]:
             if f"emb_min_{b}" in cols:
                 meta.setdefault("emb_min", {})[b] = round(float(cols[f"emb_min_{b}"][r]), 4)
                 meta.setdefault("emb_item", {})[b] = cols[f"emb_item_{b}"][r]
+            if f"beh_hit_{b}" in cols:
+                meta.setdefault("behaviour", {})[b] = bool(cols[f"beh_hit_{b}"][r])
         out.append(json.dumps(meta))
     return out
 
@@ -289,11 +301,17 @@ def reduce_scores(
             f.writelines(json.dumps(v, sort_keys=True) + "\n" for v in verdicts)
         llm_docs = {(v["benchmark"], v["doc_id"]) for v in verdicts if v["same"]}
         llm_items = {(v["benchmark"], v["item_id"]) for v in verdicts if v["same"]}
-    split = build_split_from_items(bench_items, items, taus, rule, threshold, llm_items, with_emb)
+    beh_items = None
+    if "behaviour" in rule_measures(rule):
+        counts_beh = concat_behaviour(out, shards)
+        beh_items = counts_beh.pop("items")
+    split = build_split_from_items(bench_items, items, taus, rule, threshold, llm_items, with_emb, beh_items)
     (out / "split.json").write_text(json.dumps(split, indent=1))
     write_items(out, bench_items, items)
     counts = write_docs_and_units(out, shards, list(bench_items), taus, rule, threshold, llm_docs)
     counts["ngram"] = concat_evidence(out, shards)
+    if beh_items is not None:
+        counts["behaviour"] = counts_beh
     counts["split"] = split
     counts["bench_items"] = bench_items
     counts["pairs_compared"] = _pairs_compared(shards)
@@ -440,6 +458,31 @@ def _empty_units_schema(benches):
     for b in benches:
         fields += [(f"ast_max_{b}", pa.float32()), (f"ast_item_{b}", pa.string())]
     return pa.schema(fields)
+
+
+def concat_behaviour(out: Path, shards: list[Path]) -> dict[str, Any]:
+    """``behaviour_hits.jsonl``: the shards' behavioural hits in reading order; returns the cost summed
+    over the shards (:class:`decontam.score.BehaviourMeasure`) and ``items``, the ``(benchmark, item id)``
+    pairs with a hit. Raises when a shard was scored without the measure (a rule that did not name it)."""
+    from decontam.behaviour import BEHAVIOUR_HITS
+    from decontam.score import BEHAVIOUR_EVIDENCE, add_counts
+
+    cost: dict[str, Any] = {"executions": 0, "cached": 0, "shortlisted": 0, "candidates": 0, "hits": 0,
+                            "calibration_executions": 0}  # fmt: skip
+    items = set()
+    with open(out / BEHAVIOUR_HITS, "w") as f:
+        for shard in shards:
+            stats = json.loads((shard / "stats.json").read_text())
+            if _has_docs(shard) and "behaviour" not in stats:
+                raise RuntimeError(f"score shard {shard.name} was scored without the behaviour measure")
+            cost = add_counts(cost, stats.get("behaviour", {}))
+            if (shard / BEHAVIOUR_EVIDENCE).is_file():
+                with open(shard / BEHAVIOUR_EVIDENCE) as lines:
+                    for line in lines:
+                        f.write(line)
+                        h = json.loads(line)
+                        items.add((h["benchmark"], h["item_id"]))
+    return cost | {"items": items}
 
 
 def concat_evidence(out: Path, shards: list[Path]) -> dict[str, int]:

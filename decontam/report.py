@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from decontam.behaviour import BEHAVIOUR_HITS
 from decontam.prune import (
     DEFAULT_TAUS,
     LLM_VERDICTS,
@@ -97,6 +98,7 @@ def decontam_audit(
     llm_k: int = 3,
     embedding_view: str = "document",
     executor: dict[str, Any] | None = None,
+    behaviour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """JOB ``decontam_audit``: score, reduce, prune and report ``input_dir`` as datatrove stages.
 
@@ -107,6 +109,10 @@ def decontam_audit(
     :mod:`decontam.prune`), the report in ``output_dir/report/``; the report is written last, from the
     reduce's tables, and a report error is recorded (``report_error``) without discarding them.
     When no MBPP file is given (``mbpp_path`` or ``$TEXTBOOKS_MBPP_PATH``) MBPP is skipped with a note.
+    A rule naming ``behaviour`` (``ast|behaviour``) runs :class:`decontam.score.BehaviourMeasure` in the
+    scoring tasks with the ``behaviour`` options (``floor``, ``batch_size``, ``timeout_s``...; unknown
+    ones fail before work); hits with their evidence go to ``behaviour_hits.jsonl``, verdicts are cached
+    under ``behaviour_cache/``.
 
     Example (recipe stage)::
 
@@ -119,6 +125,7 @@ def decontam_audit(
         EMBEDDING_VIEWS,
         LLM_FLOOR,
         VIEW_THRESHOLDS,
+        check_behaviour_options,
         remove_stale_tau_dirs,
         rule_measures,
     )
@@ -130,6 +137,7 @@ def decontam_audit(
             benchmarks = [b for b in benchmarks if b != "mbpp"]
             notes.append("mbpp skipped: no mbpp_path given and $TEXTBOOKS_MBPP_PATH unset")
     used = rule_measures(rule)  # raises on an unknown rule, before any work
+    check_behaviour_options(behaviour)
     if embedding_view not in EMBEDDING_VIEWS:
         raise ValueError(f"embedding_view must be one of {EMBEDDING_VIEWS}, not {embedding_view!r}")
     if not embeddings and "embedding" in used:
@@ -143,6 +151,7 @@ def decontam_audit(
         input_dir, output_dir, spec, taus, rule, threshold, floor, embeddings=embeddings, embedder=embedder,
         embedding_view=embedding_view, ngram=ngram, write_shards=write_shards, min_nodes=min_nodes, llm=llm,
         llm_k=llm_k, executor=executor or {"type": "local", "tasks": workers, "workers": workers},
+        behaviour=dict(behaviour or {}) if "behaviour" in used else None,
     )  # fmt: skip
     if reduced.get("submitted"):
         return {"output_dir": str(output_dir), **reduced, "notes": notes}
@@ -158,6 +167,10 @@ def decontam_audit(
         summary["timings"]["embeddings"] = {"view": embedding_view, **reduced["embeddings"]}
     if ngram:
         summary["ngram"] = ngram_summary(reduced["bench_items"], reduced["ngram"])
+    if "behaviour" in reduced:  # the cost, summed over the score shards of this run
+        cost = reduced["behaviour"]
+        per_1000 = 1000 * (cost["executions"] - cost["calibration_executions"]) / max(summary["docs"], 1)
+        summary["behaviour"] = {**cost, "executions_per_1000_docs": round(per_1000, 2)}
     summary["notes"] = notes
     (out / "decontam.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     report = safe_report(out, summary)
@@ -444,7 +457,7 @@ def _pairs(items, removed, summary, nearest: int = 20) -> list[dict[str, Any]]:
             )
             pairs.setdefault((row.item_id, row.emb_doc), pair)
     for r in removed:
-        if r["item_id"]:
+        if isinstance(r["item_id"], str):  # a document removed by another measure alone has no AST item
             pair = _pair(r["benchmark"], r["item_id"], r["doc_id"], r["unit"], "ast", r["ast"] or 0, True)
             pairs.setdefault((r["item_id"], r["doc_id"]), pair)
     return sorted(
@@ -461,6 +474,15 @@ def _attach_verdicts(pairs, verdicts) -> None:
     for v in by_pair.values():
         if v["same"]:
             pairs.append(_pair(v["benchmark"], v["item_id"], v["doc_id"], v["unit"], "llm", 1.0, True, v))
+
+
+def _attach_behaviour(pairs, behaviour_hits) -> None:
+    """Each behavioural hit is a pair of its own (measure ``behaviour``, score = asserts passed) with
+    its evidence; the unit's lines are the hit's own."""
+    for h in behaviour_hits:
+        pair = _pair(h["benchmark"], h["item_id"], h["doc_id"], h["unit"], "behaviour", h["tests_passed"], True)
+        pair["behaviour"] = h
+        pairs.append(pair)
 
 
 def _verdict_text(v) -> str:
@@ -482,7 +504,8 @@ def _attach_sources(pairs, hits, docs, units, bench_items) -> None:
         doc = docs.get(p["doc_id"], {})
         lo, hi = spans.get((p["doc_id"], p["unit"]), (1, None))
         p["training_snippet"], p["line_start"], p["line_end"] = _snippet(doc.get("text") or "", lo, hi)
-        p["repo"], p["path"] = doc.get("repo"), doc.get("path")
+        # a missing column reads as NaN: only strings name a place
+        p["repo"], p["path"] = (v if isinstance(v, str) else None for v in (doc.get("repo"), doc.get("path")))
     for h in hits:
         text = docs.get(h["doc_id"], {}).get("text") or ""
         h["before"] = text[max(0, h["start"] - 80) : h["start"]]
@@ -503,7 +526,10 @@ def _load_inputs(root: Path, summary):
         verdicts = [
             json.loads(line) for line in (root / LLM_VERDICTS).read_text().splitlines() if line.strip()
         ]
-    hits = []
+    hits, behaviour_hits = [], []
+    if (root / BEHAVIOUR_HITS).is_file():
+        with open(root / BEHAVIOUR_HITS) as f:
+            behaviour_hits = [json.loads(line) for line in f if line.strip()]
     if (root / NGRAM_HITS).is_file():
         with open(root / NGRAM_HITS) as f:
             hits = [json.loads(line) for line in f if line.strip()]
@@ -513,7 +539,7 @@ def _load_inputs(root: Path, summary):
         bench_items = {it.id: it for group in groups for it in group}
     except (FileNotFoundError, ValueError):
         pass  # solutions are then shown by id only
-    return items, units, scores, hits, bench_items, verdicts
+    return items, units, scores, hits, bench_items, verdicts, behaviour_hits
 
 
 def write_decontam_report(
@@ -541,10 +567,11 @@ def write_decontam_report(
     summary = json.loads(summary_path.read_text())
     out = Path(output_dir) if output_dir else root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    items, units, scores, hits, bench_items, verdicts = _load_inputs(root, summary)
+    items, units, scores, hits, bench_items, verdicts, behaviour_hits = _load_inputs(root, summary)
     removed = _removed_rows(scores, summary)
     pairs = _pairs(items, removed, summary)
     _attach_verdicts(pairs, verdicts)
+    _attach_behaviour(pairs, behaviour_hits)
     hits = hits[:max_hits]
     docs = _read_docs(
         summary.get("input_dir", ""), {p["doc_id"] for p in pairs} | {h["doc_id"] for h in hits}
@@ -560,6 +587,7 @@ def write_decontam_report(
         "pairs": pairs,
         "not_ast_checked": unparsed,
         "llm_verdicts": verdicts,
+        "behaviour_hits": behaviour_hits,
         "ngram_hits": hits,
         "ngram_hits_total": len(hits),
     }
@@ -609,6 +637,7 @@ def _markdown(report) -> str:
             f"| `{r['doc_id']}` | {r['item_id'] or ''} | {num(r['ast'])} | {num(r['emb'])} | "
             f"{', '.join(r['removed_at'])} |"
         )
+    lines += _markdown_behaviour(report)
     lines += ["", f"13-gram evidence spans: {report['ngram_hits_total']} (all in `{NGRAM_HITS}`).", ""]
     return "\n".join(lines) + "\n"
 
@@ -699,6 +728,39 @@ def _html_removed(report) -> list[str]:
     return parts
 
 
+def _markdown_behaviour(report) -> list[str]:
+    hits, cost = report.get("behaviour_hits") or [], report["summary"].get("behaviour")
+    if cost is None:
+        return []
+    lines = ["", "## Behavioural hits (a training function passes an item's own tests)", "",
+             f"{len(hits)} hits; {cost['shortlisted']} pairs shortlisted at AST floor {num(cost['floor'])}, "
+             f"{cost['executions']} sandbox executions ({cost['cached']} verdicts from the cache).", "",
+             "| item | doc | unit | lines | tests passed | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for h in hits:
+        lines.append(f"| {h['item_id']} | `{h['doc_id']}` | {h['unit']} | {h['lineno']}-{h['end_lineno']} | "
+                     f"{h['tests_passed']} asserts | {h['verdict_mode']} |")  # fmt: skip
+    return lines
+
+
+def _html_behaviour(report) -> list[str]:
+    cost = report["summary"].get("behaviour")
+    if cost is None:
+        return []
+    rows = [
+        [_td(h["item_id"], True), _td(h["doc_id"], True), _td(h["unit"], True),
+         _td(f"{h['lineno']}-{h['end_lineno']}"), _td(h["tests_passed"]), _td(h["ast_rate"]),
+         _td(h["verdict_mode"] or "", True), _td("yes" if h["cached"] else "no", True)]
+        for h in report["behaviour_hits"]
+    ]  # fmt: skip
+    return [
+        f"<h2>Behavioural hits</h2><p>Training functions that pass a benchmark item's own tests in the "
+        f"sandbox: {len(rows)} hits; {cost['shortlisted']} pairs shortlisted (AST floor {num(cost['floor'])}), "
+        f"{cost['executions']} executions, {cost['cached']} verdicts from the cache.</p>",
+        _table(["item", "doc id", "unit", "lines", "tests passed", "AST rate", "verdict", "cached"], rows,
+               "behaviour"),
+    ]  # fmt: skip
+
+
 def _html_pairs(report) -> list[str]:
     e = html.escape
     rows = [
@@ -787,6 +849,6 @@ def _html(report, plots) -> str:
         f"<h3>{html.escape(n)}</h3><img alt='histograms {html.escape(n)}' src='data:image/png;base64,{p}'>"
         for n, p in plots.items()
     ]
-    parts += _html_removed(report) + _html_pairs(report) + _html_verdicts(report) + _html_hits(report)
+    parts += _html_removed(report) + _html_pairs(report) + _html_behaviour(report) + _html_verdicts(report) + _html_hits(report)
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)

@@ -6,13 +6,15 @@ in small batches and writes one *score shard* per input file::
 
     OUT/score_shards/<file key>/docs.parquet     one row per document: id, row, n_units, parse_error,
                                                  ast_max_<b>, ast_item_<b>, ast_unit_<b>,
-                                                 [emb_min_<b>, emb_item_<b>,] ngram_hits
+                                                 [emb_min_<b>, emb_item_<b>,] [beh_hit_<b>,] ngram_hits
                                 units.parquet    one row per unit: id, unit, kind, lineno, end_lineno,
                                                  n_nodes, ast_max_<b>, ast_item_<b>
                                 candidates.parquet  per benchmark item, the task's best units/documents
                                                  (what the reduce merges into items.parquet and the
                                                  LLM judge's shortlist)
                                 ngram.jsonl      13-gram evidence spans
+                                behaviour.jsonl  behavioural hits with their evidence (rule naming
+                                                 ``behaviour``; verdicts cached in OUT/behaviour_cache/)
                                 stats.json       pairs compared, items not indexed
 
 Memory per task is the benchmark index plus one batch: it does not grow with the corpus. The reduce
@@ -159,6 +161,7 @@ class MeasureScores:
     candidates: list[tuple] = field(default_factory=list)
     evidence: list[dict] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    evidence_file: str = "ngram.jsonl"  # the score shard's file the evidence rows go to
 
 
 class Measure:
@@ -172,6 +175,9 @@ class Measure:
 
     def score(self, batch: DocBatch) -> MeasureScores:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what ``fit`` opened (the task is done)."""
 
 
 def _item_ids(items: list[BenchmarkItem], index: np.ndarray) -> list[str | None]:
@@ -386,6 +392,83 @@ class EmbeddingMeasure(Measure):
         return found
 
 
+BEHAVIOUR_CACHE = "behaviour_cache"  # one verdict file per task process; every file is read at start
+BEHAVIOUR_EVIDENCE = "behaviour.jsonl"
+
+
+class BehaviourMeasure(Measure):
+    """Behavioural hits (:mod:`decontam.behaviour`): a batch's function units that pass a benchmark
+    item's own tests in the sandbox, per benchmark a document column ``beh_hit_<b>`` and the hits with
+    their evidence (``behaviour.jsonl`` of the score shard).
+
+    ``fit`` indexes the items and finds the weak ones once per task. Verdicts are cached under
+    ``output_dir/behaviour_cache/``: a task appends to a file of its own (no shared lock) and reads every
+    task's file at start, so a rerun executes nothing already decided.
+
+    Example:
+        >>> import tempfile
+        >>> from decontam.eval_sets import BenchmarkItem
+        >>> item = BenchmarkItem("mbpp", "mbpp/1", "", "def sum_sq(xs):\\n    return sum(x * x for x in xs)\\n",
+        ...                      "assert sum_sq([1, 2]) == 5\\nassert sum_sq([3]) == 9")
+        >>> m = BehaviourMeasure(tempfile.mkdtemp(), {"floor": 0.0}).fit({"mbpp": [item]})
+        >>> text = "def squares(v):\\n    t = 0\\n    for y in v:\\n        t += y ** 2\\n    return t\\n"
+        >>> scored = m.score(DocBatch.parse(["d"], [text], [0]))
+        >>> m.close()
+        >>> scored.docs["beh_hit_mbpp"].to_pylist(), [h["unit"] for h in scored.evidence]
+        ([True], ['squares'])
+    """
+
+    name = "behaviour"
+
+    def __init__(self, output_dir: str, options: dict[str, Any] | None = None):
+        self.output_dir, self.options = str(output_dir), dict(options or {})
+
+    def fit(self, benchmarks):
+        import socket
+
+        from decontam.behaviour import DEFAULT_FLOOR, BehaviourChecker, prepare_benchmark
+
+        opts = dict(self.options)
+        self.floor = float(opts.pop("floor", DEFAULT_FLOOR))
+        cache = Path(self.output_dir) / BEHAVIOUR_CACHE
+        own = cache / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        self.checker = BehaviourChecker(own, read_also=sorted(cache.glob("*.jsonl")), **opts)
+        self.prepared = {name: prepare_benchmark(items, self.checker, self.floor) for name, items in benchmarks.items()}
+        self._reported, self._cached = 0, 0  # already counted in a shard's stats (calibration: the first)
+        return self
+
+    def score(self, batch: DocBatch) -> MeasureScores:
+        import pyarrow as pa
+
+        from decontam.behaviour import behaviour_hits, corpus_candidates
+
+        cands = corpus_candidates(batch.table, dict(zip(batch.ids, batch.texts, strict=True)))
+        out = MeasureScores(evidence_file=BEHAVIOUR_EVIDENCE)
+        shortlisted = 0
+        for name, bench in self.prepared.items():
+            res = behaviour_hits(batch.table, cands, bench, self.checker)
+            out.docs[f"beh_hit_{name}"] = pa.array(res.doc_hit, pa.bool_())
+            shortlisted += res.shortlisted
+            for hit, unit in zip(res.hits, res.hit_units, strict=True):
+                doc = batch.table.unit_doc[unit]
+                out.evidence.append({**hit, "row": batch.rows[doc], "unit_pos": batch.unit_pos[unit]})
+        st = self.checker.stats
+        out.stats["behaviour"] = {
+            "floor": self.floor, "candidates": len(cands.candidates), "shortlisted": shortlisted,
+            "executions": st.executions - self._reported, "cached": st.cached - self._cached,
+            "calibration_executions": 0 if self._reported else sum(
+                b.calibration_executions for b in self.prepared.values()),
+            "hits": len(out.evidence),
+            "weak_items": {n: b.weak_items for n, b in self.prepared.items()},
+            "skipped_items": {n: b.index.skipped_ for n, b in self.prepared.items()},
+        }  # fmt: skip
+        self._reported, self._cached = st.executions, st.cached
+        return out
+
+    def close(self) -> None:
+        self.checker.close()
+
+
 # ---------------------------------------------------------------------------------------------------
 # the step
 # ---------------------------------------------------------------------------------------------------
@@ -404,6 +487,7 @@ class DecontamScorer(PipelineStep):
         embeddings, embedder, embedding_view, embed_k: the embedding measure (off when False).
         ngram: the 13-gram measure. judge_k: AST candidates kept per item for the LLM judge.
         input_dir: the input shard directory (its stored embeddings are reused).
+        behaviour: options of the behavioural measure (:class:`BehaviourMeasure`); None: off.
 
     Example:
         >>> from datatrove.executor import LocalPipelineExecutor  # doctest: +SKIP
@@ -429,6 +513,7 @@ class DecontamScorer(PipelineStep):
         judge_k: int = 3,
         input_dir: str | None = None,
         batch_docs: int = 256,
+        behaviour: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.output_dir, self.benchmarks = str(output_dir), benchmarks
@@ -437,6 +522,7 @@ class DecontamScorer(PipelineStep):
             embeddings, embedder, embedding_view, embed_k,
         )  # fmt: skip
         self.ngram, self.judge_k, self.input_dir, self.batch_docs = ngram, judge_k, input_dir, batch_docs
+        self.behaviour = None if behaviour is None else dict(behaviour)
         self._measures: list[Measure] | None = None
 
     def measures(self) -> list[Measure]:
@@ -461,6 +547,8 @@ class DecontamScorer(PipelineStep):
                         self.input_dir,
                     )
                 )
+            if self.behaviour is not None:
+                measures.append(BehaviourMeasure(self.output_dir, self.behaviour))
             self._measures = [m.fit(items) for m in measures]
         return self._measures
 
@@ -483,6 +571,9 @@ class DecontamScorer(PipelineStep):
         if shard is not None:
             yield from self._flush(shard, pending)
             shard.close()
+        for measure in self._measures or []:
+            measure.close()
+        self._measures = None
         import resource
 
         # this task's peak memory (the process's high-water mark, KiB on Linux), for scaling checks
@@ -516,7 +607,7 @@ class _ShardBuffer:
         self.writers: dict[str, Any] = {}
         self.stats: dict[str, Any] = {"pairs_compared": {}, "vectors": 0, "computed": 0}
         self.rows_seen = 0
-        self.evidence = open(self.tmp / "ngram.jsonl", "w")
+        self.evidence = {"ngram.jsonl": open(self.tmp / "ngram.jsonl", "w")}  # the reduce expects this one
 
     def _write(self, name: str, columns: dict[str, Any]) -> None:
         import pyarrow as pa
@@ -554,7 +645,11 @@ class _ShardBuffer:
             docs.update(s.docs)
             units.update(s.units)
             candidates += s.candidates
-            self.evidence.writelines(json.dumps(h, sort_keys=True) + "\n" for h in s.evidence)
+            if s.evidence_file not in self.evidence:
+                self.evidence[s.evidence_file] = open(self.tmp / s.evidence_file, "w")
+            self.evidence[s.evidence_file].writelines(json.dumps(h, sort_keys=True) + "\n" for h in s.evidence)
+            if "behaviour" in s.stats:
+                self.stats["behaviour"] = add_counts(self.stats.get("behaviour", {}), s.stats["behaviour"])
             for name, n in s.stats.get("pairs_compared", {}).items():
                 self.stats["pairs_compared"][name] = self.stats["pairs_compared"].get(name, 0) + n
             if "items_not_indexed" in s.stats:
@@ -569,10 +664,25 @@ class _ShardBuffer:
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
-        self.evidence.close()
+        for f in self.evidence.values():
+            f.close()
         (self.tmp / "stats.json").write_text(json.dumps(self.stats))
         shutil.rmtree(self.final, ignore_errors=True)
         os.replace(self.tmp, self.final)
+
+
+def add_counts(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """``total`` with the counts of ``more`` added (ints summed; other values taken from ``more``).
+
+    Example:
+        >>> add_counts({"executions": 2, "floor": 0.5}, {"executions": 3, "floor": 0.5})
+        {'executions': 5, 'floor': 0.5}
+    """
+    out = dict(total)
+    for key, value in more.items():
+        summed = isinstance(value, int) and not isinstance(value, bool) and isinstance(out.get(key), int)
+        out[key] = out[key] + value if summed else value
+    return out
 
 
 def candidate_table(rows: list[tuple]) -> dict[str, Any]:

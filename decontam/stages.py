@@ -113,16 +113,18 @@ def run_audit_stages(
     llm_k: int = 3,
     embed_k: int = 5,
     executor: dict[str, Any] | None = None,
+    behaviour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score, reduce and prune; returns the reduce's counts plus ``timings`` and the prune counts, or
-    ``{"submitted": True}`` while Slurm jobs are still running."""
+    ``{"submitted": True}`` while Slurm jobs are still running. ``behaviour``: options of the
+    behavioural measure (:class:`decontam.score.BehaviourMeasure`), None when the rule does not use it."""
     out, logs = Path(output_dir), Path(output_dir) / STAGE_LOGS
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {}
     scorer = DecontamScorer(
         str(out), benchmarks, floor=floor, min_nodes=min_nodes, max_bytes=max_bytes, embeddings=embeddings,
         embedder=embedder, embedding_view=embedding_view, embed_k=embed_k, ngram=ngram, judge_k=llm_k,
-        input_dir=str(input_dir),
+        input_dir=str(input_dir), behaviour=behaviour,
     )  # fmt: skip
     payload = {k: v for k, v in vars(scorer).items() if not k.startswith("_") and k != "embedder"}
     payload["embedder"] = type(embedder).__name__ if embedder is not None else None
