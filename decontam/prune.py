@@ -822,7 +822,6 @@ def prune_shards(
         from decontam.llm_judge import judge_answer_counts
 
         summary["llm_answers"] = judge_answer_counts(verdicts)
-
     if behaviour_stats is not None:
         summary["behaviour"] = behaviour_stats
     summary["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 3)}

@@ -294,13 +294,16 @@ def reduce_scores(
     merge = merge_candidates(shards, llm_k, embed_k)
     with_emb = embeddings and any(_has_docs(s) for s in shards)
     items = item_tables(bench_items, merge, embed_k, with_emb)
-    llm_docs = llm_items = None
+    llm_docs = llm_items = answers = None
     if "llm" in rule_measures(rule):
         verdicts = judge_candidates(bench_items, merge, input_dir, llm, llm_k)
         with open(out / LLM_VERDICTS, "w") as f:
             f.writelines(json.dumps(v, sort_keys=True) + "\n" for v in verdicts)
         llm_docs = {(v["benchmark"], v["doc_id"]) for v in verdicts if v["same"]}
         llm_items = {(v["benchmark"], v["item_id"]) for v in verdicts if v["same"]}
+        from decontam.llm_judge import judge_answer_counts
+
+        answers = judge_answer_counts(verdicts)
     beh_items = None
     if "behaviour" in rule_measures(rule):
         counts_beh = concat_behaviour(out, shards)
@@ -312,6 +315,8 @@ def reduce_scores(
     counts["ngram"] = concat_evidence(out, shards)
     if beh_items is not None:
         counts["behaviour"] = counts_beh
+    if answers is not None:  # the judge's parsed / fallback-parsed / failed answers
+        counts["llm_answers"] = answers
     counts["split"] = split
     counts["bench_items"] = bench_items
     counts["pairs_compared"] = _pairs_compared(shards)

@@ -233,6 +233,8 @@ def audit_summary(input_dir, out: Path, reduced, taus, floor, write_shards) -> d
         key = tau_key(tau)
         counts = reduced["taus"][key]
         summary["taus"][key] = counts if write_shards else {"removed_docs": counts["removed_docs"]}
+    if reduced.get("llm_answers") is not None:
+        summary["llm_answers"] = reduced["llm_answers"]
     return summary
 
 

@@ -76,6 +76,9 @@ def test_llm_rule_catches_edited_copies_and_caches_answers(corpus, tmp_path, ope
     verdicts = [json.loads(x) for x in (tmp_path / "b" / "llm_verdicts.jsonl").read_text().splitlines()]
     assert {v["doc_id"] for v in verdicts if v["same"]} >= missed
     assert all(v["answer"] for v in verdicts) and not any(v["cached"] for v in verdicts)
+    answers = json.loads((tmp_path / "b" / "decontam.json").read_text())["llm_answers"]
+    assert answers["requests"] == len(verdicts)  # counted by the stages' reduce
+    assert answers["failed"] == sum(v["same"] is None for v in verdicts)  # "I cannot tell." is no verdict
     html = (tmp_path / "b" / "report" / "report.html").read_text()
     assert "LLM judge verdicts" in html and "same problem" in html
     for doc_id in missed:
