@@ -249,7 +249,8 @@ class AstMeasure(Measure):
         for name, items in self.benchmarks.items():
             res = self.indexes[name].query(t.unit_seq)
             doc_score, doc_unit = best_unit_per_doc(res.query_score, unit_doc, len(t.doc_ids))
-            doc_item = np.where(doc_unit >= 0, res.query_item[np.maximum(doc_unit, 0)], -1)
+            doc_item = np.full(len(t.doc_ids), -1, dtype=np.int64)  # a batch with no unit at all is fine
+            doc_item[doc_unit >= 0] = res.query_item[doc_unit[doc_unit >= 0]]
             out.docs[f"ast_max_{name}"] = pa.array(doc_score, pa.float32())
             out.docs[f"ast_item_{name}"] = pa.array(_item_ids(items, doc_item), pa.string())
             out.docs[f"ast_unit_{name}"] = pa.array(names[doc_unit].tolist(), pa.string())
