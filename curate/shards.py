@@ -69,6 +69,11 @@ class ShardWriter(ParquetWriter):
             batch_size=batch_size,
             max_file_size=max_shard_bytes,
             schema=SHARD_SCHEMA,
+            # not datatrove's default content-defined chunking: pyarrow (26) aborts the whole process
+            # (column_writer.cc "Check failed", SIGABRT) when a write fails inside a CDC chunk, e.g. on
+            # a full disk; a pool worker killed that way loses its task and the run waits forever.
+            # Without CDC the same failure is an OSError the engine reports, naming the output.
+            use_content_defined_chunking=False,
         )
 
 
