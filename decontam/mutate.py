@@ -348,6 +348,30 @@ _EDITS = {"reorder": _reorder, "expand_augassign": _expand_augassign, "temporary
           "move": _move, "hoist": _hoist}  # fmt: skip
 
 
+
+def apply_edits(source: str, edits: dict, kinds: tuple[str, ...], n_edits: int, seed: int) -> tuple[str, list[str]]:
+    """Try the ``edits`` named by ``kinds`` in a seeded random order, keeping up to ``n_edits`` that fit.
+
+    Each edit takes ``(tree, rng)`` and returns whether it changed the tree. Returns the unparsed source
+    and the edits applied, in order (shared by :func:`light_edit` and the semantic rewrites).
+
+    Example:
+        >>> apply_edits("x = 1\\n", {"none": lambda tree, rng: False}, ("none",), 1, 0)
+        ('x = 1\\n', [])
+    """
+    rng = random.Random(seed)
+    tree = _parse(source)
+    order = list(kinds)
+    rng.shuffle(order)
+    done = []
+    for kind in order:
+        if len(done) >= n_edits:
+            break
+        if edits[kind](tree, rng):
+            done.append(kind)
+    ast.fix_missing_locations(tree)
+    return ast.unparse(tree) + "\n", done
+
 def light_edit(
     source: str, seed: int = 0, n_edits: int = 2, kinds: tuple[str, ...] = LIGHT_EDITS
 ) -> tuple[str, list[str]]:
@@ -367,15 +391,4 @@ def light_edit(
         >>> done, out.count("part_")
         (['hoist'], 2)
     """
-    rng = random.Random(seed)
-    tree = _parse(source)
-    order = list(kinds)
-    rng.shuffle(order)
-    done = []
-    for kind in order:
-        if len(done) >= n_edits:
-            break
-        if _EDITS[kind](tree, rng):
-            done.append(kind)
-    ast.fix_missing_locations(tree)
-    return ast.unparse(tree) + "\n", done
+    return apply_edits(source, _EDITS, kinds, n_edits, seed)

@@ -30,7 +30,7 @@ import copy
 import random
 
 from decontam.canonical import is_docstring
-from decontam.mutate import _bodies, _names, _parse
+from decontam.mutate import _bodies, _names, apply_edits
 
 SEMANTIC_EDITS = ("for_to_while", "swap_if", "comp_to_loop", "loop_to_comp", "extract_helper",
                   "inline_helper", "keyword_args", "add_line")  # fmt: skip
@@ -377,15 +377,4 @@ def semantic_rewrite(
         >>> done, "while i < stop_0:" in out
         (['for_to_while'], True)
     """
-    rng = random.Random(seed)
-    tree = _parse(source)
-    order = list(kinds)
-    rng.shuffle(order)
-    done = []
-    for kind in order:
-        if len(done) >= n_edits:
-            break
-        if _EDITS[kind](tree, rng):
-            done.append(kind)
-    ast.fix_missing_locations(tree)
-    return ast.unparse(tree) + "\n", done
+    return apply_edits(source, _EDITS, kinds, n_edits, seed)

@@ -155,10 +155,6 @@ class HFTrainer:
         set_seed(cfg.seed)
         model = init_model(cfg, model_config)
         n_params = count_parameters(model)
-        if cfg.loss == "chunked":
-            from train.loss import use_chunked_loss
-
-            use_chunked_loss(model, cfg.loss_chunk_tokens)
         data = WindowDataset(train_data, WindowSampler(train_data.n_windows, cfg.seed),
                              cfg.max_steps * cfg.global_batch_size)  # fmt: skip
         last = (

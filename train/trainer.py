@@ -498,7 +498,17 @@ def load_data(cfg):
 
 
 def init_model(cfg, model_config):
-    """The model to train: ``init_from``'s weights, or a fresh preset model (seeded by the caller)."""
+    """The model to train: ``init_from``'s weights, or a fresh preset model (seeded by the caller), with
+    the chunked linear cross-entropy when ``cfg.loss == "chunked"`` (every trainer plug gets the same)."""
+    model = _load_or_build_model(cfg, model_config)
+    if cfg.loss == "chunked":
+        from train.loss import use_chunked_loss
+
+        use_chunked_loss(model, cfg.loss_chunk_tokens)
+    return model
+
+
+def _load_or_build_model(cfg, model_config):
     from train.presets import attn_implementation, build_model
 
     if not cfg.init_from:
@@ -550,10 +560,6 @@ def setup(cfg) -> Run:
     set_seed(cfg.seed)
     model = init_model(cfg, model_config)
     n_params = count_parameters(model)
-    if cfg.loss == "chunked":
-        from train.loss import use_chunked_loss
-
-        use_chunked_loss(model, cfg.loss_chunk_tokens)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, accelerator.device)
     if cfg.auto_micro_batch:  # probed eagerly, before compiling: one compilation, not one per probed size
         model.to(accelerator.device)
