@@ -51,7 +51,7 @@ def _choices(name: str, *values: str) -> type[Enum]:
 Benchmark = _choices("Benchmark", "humaneval", "mbpp")
 PromptFormat = _choices("PromptFormat", "humaneval", "mbpp-docstring", "mbpp-3shot")
 EndpointKind = _choices("EndpointKind", "completion", "chat")
-DecontamRule = _choices("DecontamRule", "ast", "embedding", "llm", "either", "both")
+DecontamRule = _choices("DecontamRule", "ast", "embedding", "llm", "behaviour", "either", "both")
 ClassifierKind = _choices("ClassifierKind", "random_forest", "lightgbm", "logistic")
 EmbedderKind = _choices("EmbedderKind", "sentence", "causal_lm")
 
