@@ -217,6 +217,31 @@ class BenchmarkScores:
     pairs_compared: int = 0
 
 
+def best_unit_per_doc(res, unit_doc: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, unit, item) of each document's best unit from an AST query result ``res``
+    (``query_score``, ``query_item`` per unit): the last of its units with the top score; unit and item
+    -1 where no unit scores above 0, or the document has no unit at all.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> res = SimpleNamespace(query_score=np.array([0.9, 0.9, 0.0]), query_item=np.array([4, 5, 6]))
+        >>> [a.tolist() for a in best_unit_per_doc(res, np.array([0, 0, 1]), 3)]
+        [[0.8999999761581421, 0.0, 0.0], [1, -1, -1], [5, -1, -1]]
+    """
+    doc_score = np.zeros(n_docs, dtype=np.float32)
+    doc_unit = np.full(n_docs, -1, dtype=np.int64)
+    if len(unit_doc):  # sort by (doc, score) and take the last of each doc
+        order = np.lexsort((res.query_score, unit_doc))
+        last = np.flatnonzero(np.r_[unit_doc[order][1:] != unit_doc[order][:-1], True])
+        best = order[last]
+        doc_score[unit_doc[best]] = res.query_score[best]
+        has = res.query_score[best] > 0
+        doc_unit[unit_doc[best[has]]] = best[has]
+    doc_item = np.full(n_docs, -1, dtype=np.int64)  # indexed only where a unit exists
+    doc_item[doc_unit >= 0] = res.query_item[doc_unit[doc_unit >= 0]]
+    return doc_score, doc_unit, doc_item
+
+
 def score_ast(
     table: UnitTable,
     name: str,
@@ -228,20 +253,8 @@ def score_ast(
     """AST scores of every unit and document against one benchmark."""
     index = AstMatchIndex(floor=floor, workers=workers, min_nodes=min_nodes).fit([i.solution for i in items])
     res = index.query(table.unit_seq)
-    n_docs = len(table.doc_ids)
     unit_doc = np.asarray(table.unit_doc, dtype=np.int64)
-    doc_score = np.zeros(n_docs, dtype=np.float32)
-    doc_unit = np.full(n_docs, -1, dtype=np.int64)
-    if len(unit_doc):
-        # best unit per document: sort by (doc, score) and take the last of each doc
-        order = np.lexsort((res.query_score, unit_doc))
-        last = np.flatnonzero(np.r_[unit_doc[order][1:] != unit_doc[order][:-1], True])
-        best_units = order[last]
-        doc_score[unit_doc[best_units]] = res.query_score[best_units]
-        has = res.query_score[best_units] > 0
-        doc_unit[unit_doc[best_units[has]]] = best_units[has]
-    doc_item = np.full(n_docs, -1, dtype=np.int64)  # indexed only where a unit exists: no unit at all is fine
-    doc_item[doc_unit >= 0] = res.query_item[doc_unit[doc_unit >= 0]]
+    doc_score, doc_unit, doc_item = best_unit_per_doc(res, unit_doc, len(table.doc_ids))
     return BenchmarkScores(
         name=name,
         items=items,

@@ -48,7 +48,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from decontam.ast_match import ParsedDocument, parse_document
 from decontam.eval_sets import BenchmarkItem
-from decontam.prune import UnitTable
+from decontam.prune import UnitTable, best_unit_per_doc
 
 SCORE_SHARDS = "score_shards"
 SOURCE_KEY = "decontam_source"  # metadata the reader sets: (file key, row in file); never written out
@@ -185,27 +185,6 @@ def _item_ids(items: list[BenchmarkItem], index: np.ndarray) -> list[str | None]
     return ids[np.asarray(index, dtype=np.int64)].tolist()
 
 
-def best_unit_per_doc(unit_score: np.ndarray, unit_doc: np.ndarray, n_docs: int):
-    """(score, unit) of each document's best unit: the last of its units with the top score, -1 where
-    no unit scores above 0 (the tie rule of the single-process audit).
-
-    Example:
-        >>> score, unit = best_unit_per_doc(np.array([0.9, 0.9, 0.0]), np.array([0, 0, 1]), 3)
-        >>> score.tolist(), unit.tolist()
-        ([0.8999999761581421, 0.0, 0.0], [1, -1, -1])
-    """
-    doc_score = np.zeros(n_docs, dtype=np.float32)
-    doc_unit = np.full(n_docs, -1, dtype=np.int64)
-    if len(unit_doc):
-        order = np.lexsort((unit_score, unit_doc))
-        last = np.flatnonzero(np.r_[unit_doc[order][1:] != unit_doc[order][:-1], True])
-        best = order[last]
-        doc_score[unit_doc[best]] = unit_score[best]
-        has = unit_score[best] > 0
-        doc_unit[unit_doc[best[has]]] = best[has]
-    return doc_score, doc_unit
-
-
 class AstMeasure(Measure):
     """Best AST match rate and item per unit and document, per benchmark (:class:`AstMatchIndex`).
 
@@ -248,9 +227,7 @@ class AstMeasure(Measure):
         names = np.asarray(t.unit_name + [None], dtype=object)
         for name, items in self.benchmarks.items():
             res = self.indexes[name].query(t.unit_seq)
-            doc_score, doc_unit = best_unit_per_doc(res.query_score, unit_doc, len(t.doc_ids))
-            doc_item = np.full(len(t.doc_ids), -1, dtype=np.int64)  # a batch with no unit at all is fine
-            doc_item[doc_unit >= 0] = res.query_item[doc_unit[doc_unit >= 0]]
+            doc_score, doc_unit, doc_item = best_unit_per_doc(res, unit_doc, len(t.doc_ids))
             out.docs[f"ast_max_{name}"] = pa.array(doc_score, pa.float32())
             out.docs[f"ast_item_{name}"] = pa.array(_item_ids(items, doc_item), pa.string())
             out.docs[f"ast_unit_{name}"] = pa.array(names[doc_unit].tolist(), pa.string())
