@@ -650,7 +650,6 @@ def write_pruned(
     """Write ``out/tau_X/`` for every tau in one read of the input; returns counts per tau."""
     from datatrove.data import Document
 
-    from curate.manifest import write_manifest
     from curate.schema import row_to_metadata
     from curate.shards import ExclusionWriter, ShardWriter
 
@@ -694,23 +693,27 @@ def write_pruned(
         drop_writer.close()
     for key in decisions:
         tau_dir = out / f"tau_{key}"
-        (tau_dir / "data").mkdir(parents=True, exist_ok=True)
-        write_manifest(
-            tau_dir,
-            stage="decontam",
-            recipe=recipe,
-            wall_time_s=round(time.perf_counter() - t0, 3),
-            inputs=[str(input_dir)],
-            extra={
-                "decontam": {"tau": float(key), "rule": rule, "embedding_threshold": threshold, **counts[key]}
-            },
-        )
+        decision = {"tau": float(key), "rule": rule, "embedding_threshold": threshold, **counts[key]}
+        write_tau_manifest(tau_dir, input_dir, t0, decision, recipe)
     return counts
 
 
 # ---------------------------------------------------------------------------------------------------
 # the job
 # ---------------------------------------------------------------------------------------------------
+def write_tau_manifest(tau_dir: Path, input_dir, t0: float, decision: dict[str, Any], recipe=None) -> None:
+    """The manifest of one tau's pruned shard set (``tau_dir``), its decision under ``decontam``;
+    ``t0`` is when pruning started (``time.perf_counter()``). Used by both the single-process audit and
+    the prune stages."""
+    from curate.manifest import write_manifest
+
+    (tau_dir / "data").mkdir(parents=True, exist_ok=True)
+    write_manifest(
+        tau_dir, stage="decontam", recipe=recipe, wall_time_s=round(time.perf_counter() - t0, 3),
+        inputs=[str(input_dir)], extra={"decontam": decision},
+    )  # fmt: skip
+
+
 def prune_shards(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,

@@ -157,9 +157,8 @@ def run_audit_stages(
 
 def prune_stages(input_dir, out: Path, taus, executor, counts) -> bool:
     """One prune pipeline per tau (reader -> :class:`DecontamPrune` -> shard writer) and its manifest."""
-    from curate.manifest import write_manifest
     from curate.shards import ExclusionWriter, ShardWriter
-    from decontam.prune import tau_key
+    from decontam.prune import tau_key, write_tau_manifest
 
     decisions = hashlib.sha256((out / "scores.parquet").read_bytes()).hexdigest()
     for tau in taus:
@@ -175,18 +174,7 @@ def prune_stages(input_dir, out: Path, taus, executor, counts) -> bool:
         logs = out / STAGE_LOGS / f"decontam-prune-{key}"
         if not run_stage(pipeline, executor, logs, fingerprint, [tau_dir], f"decontam-prune-{key}"):
             return False
-        (tau_dir / "data").mkdir(parents=True, exist_ok=True)
-        write_manifest(
-            tau_dir,
-            stage="decontam",
-            recipe=None,
-            wall_time_s=round(time.perf_counter() - t0, 3),
-            inputs=[str(input_dir)],
-            extra={
-                "decontam": {
-                    "tau": float(key), "rule": counts["rule"], "embedding_threshold": counts["threshold"],
-                    **counts["taus"][key],
-                }
-            },
-        )  # fmt: skip
+        decision = {"tau": float(key), "rule": counts["rule"], "embedding_threshold": counts["threshold"],
+                    **counts["taus"][key]}  # fmt: skip
+        write_tau_manifest(tau_dir, input_dir, t0, decision)
     return True
