@@ -60,3 +60,33 @@ def openai_server():
     yield make
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture
+def listener():
+    """A real server on 127.0.0.1 keeping the first bytes of each connection it accepts: ``(port,
+    accepted)``; hostile-code tests assert ``accepted`` stays empty."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                accepted.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    srv.close()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
-import socket
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -224,31 +222,6 @@ def active():
     if not probe["active"]:
         pytest.skip(f"hostile corpus code NOT run: sandbox isolation inactive here (probe: {probe})")
     return probe
-
-
-@pytest.fixture
-def listener():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    accepted, stop = [], threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                accepted.append(1)
-                conn.close()
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield srv.getsockname()[1], accepted
-    stop.set()
-    thread.join()
-    srv.close()
 
 
 def hostile_docs(victim: Path, port: int) -> dict[str, str]:

@@ -8,9 +8,7 @@ The last test prints ``contained: N/N``.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,33 +41,6 @@ def sb(preexisting_children):
 @pytest.fixture(scope="module")
 def probe(sb):
     return isolation_probe(sb)
-
-
-@pytest.fixture
-def listener():
-    """A real server on 127.0.0.1 counting the connections it accepts."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    accepted = []
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                accepted.append(conn.recv(100))
-                conn.close()
-            except OSError:
-                pass
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield srv.getsockname()[1], accepted
-    stop.set()
-    t.join()
-    srv.close()
 
 
 @pytest.fixture
