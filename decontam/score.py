@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,19 +165,21 @@ class MeasureScores:
     evidence_file: str = "ngram.jsonl"  # the score shard's file the evidence rows go to
 
 
-class Measure:
+class Measure(ABC):
     """One decontamination measure: ``fit`` indexes the benchmarks once per task, ``score`` scores one
     batch. Subclasses set ``name``."""
 
     name = ""
 
+    @abstractmethod
     def fit(self, benchmarks: dict[str, list[BenchmarkItem]]) -> Measure:
-        raise NotImplementedError
+        """Index the benchmarks (once per task); returns self."""
 
+    @abstractmethod
     def score(self, batch: DocBatch) -> MeasureScores:
-        raise NotImplementedError
+        """The measure's columns, candidates and evidence for one batch."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most measures hold nothing to release)
         """Release what ``fit`` opened (the task is done)."""
 
 
